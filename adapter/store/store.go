@@ -1,0 +1,168 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// State is where an outbox row is in its life. Rows move only as documented
+// on each constant; every move is committed in the store.
+type State string
+
+const (
+	// StatePending: ingested (or re-queued) and ready to deliver. The engine
+	// moves it to in_flight with Claim.
+	StatePending State = "pending"
+	// StateWaiting: held until a record it depends on is synced (WaitKind and
+	// WaitID name it), or held by policy (an unknown patient with
+	// patients.create false). MarkSynced of the dependency moves its waiters
+	// back to pending in the same transaction; Requeue moves it by hand.
+	StateWaiting State = "waiting"
+	// StateInFlight: claimed by one worker (LeaseOwner) until LeaseExpires.
+	// The worker moves it to synced, retrying, waiting or dead; Rescue moves
+	// it back to retrying when the lease has expired (a crashed worker).
+	StateInFlight State = "in_flight"
+	// StateRetrying: a transient failure; claimable again from NextAttemptAt.
+	// The engine moves it with Claim, like pending.
+	StateRetrying State = "retrying"
+	// StateSynced: the EHR holds the current content (EHRID, EHRVersion).
+	// Upsert moves it back to pending when the record's content changes.
+	StateSynced State = "synced"
+	// StateDead: the EHR rejected the content permanently (ErrorClass,
+	// ErrorDetail). Requeue moves it to pending; Upsert of changed content too.
+	StateDead State = "dead"
+)
+
+// States lists every state, in the order of the life of a row.
+var States = []State{StatePending, StateWaiting, StateInFlight, StateRetrying, StateSynced, StateDead}
+
+// Sentinel errors. Drivers return them (possibly wrapped); callers branch
+// with errors.Is.
+var (
+	// ErrNotFound: no row has that id or key.
+	ErrNotFound = errors.New("store: not found")
+	// ErrLeaseLost: the row is no longer leased to the caller (the lease
+	// expired and another worker claimed it, or it was re-ingested); the
+	// caller's outcome is discarded, nothing changed.
+	ErrLeaseLost = errors.New("store: lease lost")
+)
+
+// NewRecord is a record offered to the outbox by ingest.
+type NewRecord struct {
+	// Kind is the record kind ("patient", "order", "administration", "score").
+	Kind string
+	// LocalID is the record's local id, unique within its kind.
+	LocalID string
+	// Hash identifies the content (a hex SHA-256 of Payload is typical).
+	Hash string
+	// Payload is the record as stored and later mapped (canonical JSON).
+	Payload []byte
+}
+
+// UpsertOutcome says what Upsert did with one NewRecord.
+type UpsertOutcome string
+
+const (
+	// Inserted: a new row, pending.
+	Inserted UpsertOutcome = "inserted"
+	// Updated: the content changed; the row is pending again with attempts
+	// reset (a row in flight keeps its lease; its worker's MarkSynced for the
+	// old hash leaves the new content pending).
+	Updated UpsertOutcome = "updated"
+	// Unchanged: same hash; nothing changed.
+	Unchanged UpsertOutcome = "unchanged"
+)
+
+// Record is one outbox row.
+type Record struct {
+	ID            int64
+	Kind          string
+	LocalID       string
+	Hash          string
+	Payload       []byte
+	State         State
+	Attempts      int
+	NextAttemptAt time.Time
+	LeaseOwner    string
+	LeaseExpires  time.Time
+	// WaitKind and WaitID name the dependency a waiting row waits for; both
+	// empty for a row held by policy.
+	WaitKind string
+	WaitID   string
+	// ErrorClass is a bounded, PHI-free class of the last failure
+	// ("http_503", "timeout", "rejected_422", "dependency_dead", ...).
+	ErrorClass string
+	// ErrorDetail is the EHR's diagnostics (OperationOutcome issues as JSON)
+	// or a reason text. It may echo submitted values: never log it.
+	ErrorDetail string
+	// EHRID and EHRVersion identify the resource in the EHR once synced.
+	EHRID      string
+	EHRVersion string
+	// SyncedHash is the hash of the content last synced ("" if never).
+	SyncedHash string
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+	SyncedAt   time.Time // zero if never synced
+}
+
+// Outcome is what a worker reports for a row it holds.
+type Outcome struct {
+	// State is the new state: synced, retrying, waiting or dead.
+	State State
+	// Hash is the hash of the content that was delivered; MarkSynced with a
+	// hash that is no longer the row's leaves the row pending.
+	Hash string
+	// NextAttemptAt is when a retrying row may be claimed again.
+	NextAttemptAt time.Time
+	// WaitKind and WaitID for a waiting row.
+	WaitKind, WaitID string
+	// ErrorClass and ErrorDetail for retrying, waiting and dead rows.
+	ErrorClass, ErrorDetail string
+	// EHRID and EHRVersion for a synced row.
+	EHRID, EHRVersion string
+}
+
+// Counts is the number of rows per kind and state.
+type Counts map[string]map[State]int
+
+// Store is the durable outbox. Implementations are safe for concurrent use.
+type Store interface {
+	// Upsert offers records in one transaction: all are committed or none.
+	// It reports an outcome per record, in order.
+	Upsert(ctx context.Context, recs []NewRecord) ([]UpsertOutcome, error)
+	// Claim leases up to n deliverable rows (pending, or retrying with
+	// NextAttemptAt <= now) to owner until now+lease, moving them to
+	// in_flight and incrementing Attempts. Rows come in dependency order of
+	// kinds (patient, order, administration, score), then by id.
+	Claim(ctx context.Context, owner string, n int, now time.Time, lease time.Duration) ([]Record, error)
+	// Finish records the outcome of a row leased to owner. A synced outcome
+	// also moves rows waiting on (kind, local id) back to pending. A waiting
+	// outcome whose dependency is already synced leaves the row pending, so
+	// a wake-up is never lost to a race. It returns ErrLeaseLost when the row
+	// is not leased to owner.
+	Finish(ctx context.Context, id int64, owner string, out Outcome, now time.Time) error
+	// Rescue moves in_flight rows whose lease expired before now to
+	// retrying, claimable at once, and reports how many it moved.
+	Rescue(ctx context.Context, now time.Time) (int, error)
+	// Get returns the row of kind and local id, or ErrNotFound.
+	Get(ctx context.Context, kind, localID string) (Record, error)
+	// GetByID returns the row with id, or ErrNotFound.
+	GetByID(ctx context.Context, id int64) (Record, error)
+	// List returns up to limit rows in state with id > afterID, by id.
+	List(ctx context.Context, state State, afterID int64, limit int) ([]Record, error)
+	// Requeue moves a dead or waiting row to pending with attempts reset,
+	// or returns ErrNotFound if no dead or waiting row has id.
+	Requeue(ctx context.Context, id int64, now time.Time) error
+	// RequeueAll moves every dead row to pending and reports how many.
+	RequeueAll(ctx context.Context, now time.Time) (int, error)
+	// Counts returns the number of rows per kind and state.
+	Counts(ctx context.Context) (Counts, error)
+	// OldestPending returns the creation time of the oldest row that is
+	// pending, retrying or waiting, or ok false when there is none.
+	OldestPending(ctx context.Context) (t time.Time, ok bool, err error)
+	// Ping checks that the store is reachable.
+	Ping(ctx context.Context) error
+	// Close releases the store.
+	Close() error
+}
