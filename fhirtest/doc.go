@@ -1,0 +1,101 @@
+// Package fhirtest is an in-memory FHIR R4 server for tests, shaped like
+// net/http/httptest, that behaves like a real EHR, including in the ways
+// real EHRs fail.
+//
+// Start one per test, point the client under test at its URL, and inspect
+// what arrived:
+//
+//	srv := fhirtest.NewServer()
+//	defer srv.Close()
+//	client := mypkg.NewClient(srv.URL) // srv.URL ends in /fhir/R4
+//	...
+//	if n := srv.Count("Patient"); n != 1 { ... }
+//	if dups := srv.DuplicateIdentifiers(); len(dups) > 0 { ... }
+//
+// NewUnstartedServer returns a server that is not listening, for setting up
+// data (Add) and faults first; Start starts it, or Handler serves it on a
+// listener of your own (the `ketamine-fhir ehr` command does that).
+//
+// # The FHIR API
+//
+// The server speaks FHIR R4 JSON over HTTP under a base path (DefaultBasePath,
+// /fhir/R4), so a client that drops the base path when joining URLs fails
+// here as it would against a real EHR. It accepts every R4 resource type
+// and supports:
+//
+//   - read, vread, create, update, delete and instance _history, with
+//     increasing version ids, ETag W/"n", Location with _history and
+//     Last-Modified; If-Match (412 on a mismatch), If-None-Match on read
+//     (304); update as create (switchable off with WithUpdateCreate, then
+//     405);
+//   - conditional create (If-None-Exist: 201, 200 when one resource
+//     matches, 412 when several do), conditional update (PUT
+//     Type?criteria) and conditional delete (one match);
+//   - Prefer: return=minimal, representation (the default) or
+//     OperationOutcome;
+//   - search (GET Type?..., POST Type/_search) with a searchset Bundle,
+//     total, _count and first/previous/next/last links, _summary=count;
+//     _id, _lastUpdated and identifier on every type, plus
+//     type-specific parameters (patient, subject, code, status, date,
+//     authoredon, effective-time, ...; the CapabilityStatement lists them);
+//     tokens as system|code, |code, system| or code with FHIR escaping
+//     (\| \, \$ \\, see EscapeSearchValue); references as id, Type/id or
+//     absolute URL; dates with the eq, ne, gt, lt, ge, le, sa, eb and ap
+//     prefixes; the :missing, :not (tokens) and :Type (references)
+//     modifiers. Unknown parameters are a 400 under Prefer: handling=strict
+//     and otherwise ignored: left out of the self link and reported in an
+//     OperationOutcome entry;
+//   - transaction Bundles, all or nothing: DELETE, then POST, then PUT, then
+//     GET entries, as R4 prescribes; fullUrls (urn:uuid:...) resolved in
+//     references, uri elements and narrative links; conditional entries
+//     and conditional references (Type?criteria, evaluated against the
+//     data before the transaction's creates and updates: refer to resources
+//     of the same Bundle by fullUrl); a transaction-response with a status
+//     per entry; on failure nothing is kept and the answer is the failing
+//     entry's status with an OperationOutcome naming it;
+//   - batch Bundles: every entry on its own, with its own status or
+//     OperationOutcome;
+//   - GET metadata: a CapabilityStatement of exactly the above.
+//
+// Every written resource is validated with google/fhir/go: 400 when the body
+// is not JSON or its resourceType is missing or wrong, 422 when the resource
+// is not valid R4, each with an OperationOutcome whose issues carry FHIR
+// paths (Observation.subject, Bundle.entry[2].resource.status). With
+// referential integrity on (the default, WithReferentialIntegrity) a write
+// whose reference to this server does not resolve is a 422 and deleting a
+// referenced resource is a 409. The server stores the resource's JSON as
+// sent (members sorted) with id and meta.versionId and meta.lastUpdated
+// set. Server-assigned ids count up from "1".
+//
+// # Faults
+//
+// Faults are methods, safe to call while requests are in flight, and
+// flags of `ketamine-fhir ehr`:
+//
+//   - FailNext and SetFailureRate answer an error status (429 and 503 with
+//     Retry-After, 500, 502, 504, ...) without processing the request;
+//   - SetLatency delays requests (fixed or a uniform range);
+//   - DropNext and SetDropRate close the connection before processing;
+//   - LoseNext and SetLoseRate process and commit a write, then lose its
+//     response (LoseDrop closes the connection, Lose503 answers 503): the
+//     case that turns naive retries into duplicates;
+//   - SetRateLimit answers 429 with Retry-After beyond a rate;
+//   - SetSeed (or WithSeed) makes the sequence of random faults repeatable
+//     for a given sequence of requests.
+//
+// # Inspection
+//
+// Count and Counts give live resources per type, Get the stored JSON,
+// Requests the requests received with the status the client saw and the
+// fault injected, IdentifierHolders and DuplicateIdentifiers who holds an
+// identifier, and Reset empties the server.
+//
+// # Concurrency and scale
+//
+// All methods and the handler are safe for concurrent use. Writes are
+// validated in parallel and committed under one lock, so conditional
+// create and update are atomic: two concurrent conditional writes of one
+// identifier never make two resources. Resources are kept as compact JSON
+// with small index entries; the package's tests measure bytes per resource
+// and writes per second.
+package fhirtest

@@ -1,0 +1,129 @@
+package fhirtest_test
+
+import (
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/ketamine-fhir/ketamine-fhir/fhirtest"
+)
+
+const patient = `{"resourceType":"Patient","identifier":[{"system":"https://clinic.example.org/fhir/sid/patient","value":"MRN-1"}]}`
+
+// create sends a conditional create of the Patient, as an idempotent client
+// would.
+func create(srv *fhirtest.Server) (*http.Response, error) {
+	req, err := http.NewRequest("POST", srv.URL+"/Patient", strings.NewReader(patient))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/fhir+json")
+	req.Header.Set("If-None-Exist", "identifier="+url.QueryEscape("https://clinic.example.org/fhir/sid/patient|MRN-1"))
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		return nil, err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp, nil
+}
+
+// A test starts a server, points the code under test at srv.URL and then
+// checks what the server holds.
+func Example() {
+	srv := fhirtest.NewServer()
+	defer srv.Close()
+
+	for i := 0; i < 2; i++ {
+		resp, err := create(srv)
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(resp.Status, resp.Header.Get("ETag"), strings.TrimPrefix(resp.Header.Get("Location"), srv.URL))
+	}
+	fmt.Println("patients:", srv.Count("Patient"))
+	fmt.Println("duplicate identifiers:", len(srv.DuplicateIdentifiers()))
+	// Output:
+	// 201 Created W/"1" /Patient/1/_history/1
+	// 200 OK W/"1" /Patient/1/_history/1
+	// patients: 1
+	// duplicate identifiers: 0
+}
+
+// A lost response: the server commits the write and then drops the
+// connection. The client sees an error although the Patient exists; a
+// retry that is not conditional would create a second one.
+func Example_lostResponse() {
+	srv := fhirtest.NewServer()
+	defer srv.Close()
+	srv.LoseNext(1, fhirtest.LoseDrop)
+
+	_, err := create(srv)
+	fmt.Println("client saw an error:", err != nil)
+	fmt.Println("patients:", srv.Count("Patient"))
+
+	resp, err := create(srv) // the retry, conditional: finds the Patient
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("retry:", resp.Status, "patients:", srv.Count("Patient"))
+
+	for _, r := range srv.Requests() {
+		fmt.Println(r.Method, r.Path, "client got", r.Status, "handler said", r.HandlerStatus, r.Fault)
+	}
+	// Output:
+	// client saw an error: true
+	// patients: 1
+	// retry: 200 OK patients: 1
+	// POST /fhir/R4/Patient client got 0 handler said 201 lose-drop
+	// POST /fhir/R4/Patient client got 200 handler said 200
+}
+
+// Injected failures answer before processing; 429 and 503 carry
+// Retry-After.
+func ExampleServer_FailNext() {
+	srv := fhirtest.NewServer()
+	defer srv.Close()
+	srv.FailNext(2, http.StatusServiceUnavailable)
+
+	for i := 0; i < 3; i++ {
+		resp, err := create(srv)
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Printf("%d Retry-After=%q\n", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	fmt.Println("patients:", srv.Count("Patient"))
+	// Output:
+	// 503 Retry-After="1"
+	// 503 Retry-After="1"
+	// 201 Retry-After=""
+	// patients: 1
+}
+
+// Set up data and faults before serving, then start the server, or serve
+// srv.Handler() on a listener of your own.
+func ExampleNewUnstartedServer() {
+	srv := fhirtest.NewUnstartedServer(fhirtest.WithUpdateCreate(false))
+	defer srv.Close()
+	id, err := srv.Add([]byte(`{"resourceType":"Patient","id":"pat-1","gender":"female"}`))
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv.Start()
+
+	resp, err := srv.Client().Get(srv.URL + "/Patient/" + id)
+	if err != nil {
+		log.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	fmt.Println(resp.Status, resp.Header.Get("ETag"))
+	fmt.Println(strings.Contains(string(body), `"gender":"female"`))
+	// Output:
+	// 200 OK W/"1"
+	// true
+}

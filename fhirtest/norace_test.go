@@ -1,0 +1,5 @@
+//go:build !race
+
+package fhirtest
+
+const raceEnabled = false
