@@ -16,8 +16,9 @@ const (
 	StatePending State = "pending"
 	// StateWaiting: held until a record it depends on is synced (WaitKind and
 	// WaitID name it), or held by policy (an unknown patient with
-	// patients.create false). MarkSynced of the dependency moves its waiters
-	// back to pending in the same transaction; Requeue moves it by hand.
+	// patients.create false). Finish with a synced outcome for the dependency
+	// moves its waiters back to pending in the same transaction; Requeue
+	// moves it by hand.
 	StateWaiting State = "waiting"
 	// StateInFlight: claimed by one worker (LeaseOwner) until LeaseExpires.
 	// The worker moves it to synced, retrying, waiting or dead; Rescue moves
@@ -67,8 +68,8 @@ const (
 	// Inserted: a new row, pending.
 	Inserted UpsertOutcome = "inserted"
 	// Updated: the content changed; the row is pending again with attempts
-	// reset (a row in flight keeps its lease; its worker's MarkSynced for the
-	// old hash leaves the new content pending).
+	// reset (a row in flight keeps its lease and state; its worker's Finish
+	// for the old hash leaves the new content pending).
 	Updated UpsertOutcome = "updated"
 	// Unchanged: same hash; nothing changed.
 	Unchanged UpsertOutcome = "unchanged"
@@ -110,8 +111,11 @@ type Record struct {
 type Outcome struct {
 	// State is the new state: synced, retrying, waiting or dead.
 	State State
-	// Hash is the hash of the content that was delivered; MarkSynced with a
-	// hash that is no longer the row's leaves the row pending.
+	// Hash is the hash of the content that was delivered (the claimed
+	// Record.Hash); required. An outcome for a hash that is no longer the
+	// row's (the content changed while in flight) leaves the row pending
+	// with attempts reset; a synced one still records EHRID, EHRVersion and
+	// SyncedHash and wakes the row's waiters, since the resource now exists.
 	Hash string
 	// NextAttemptAt is when a retrying row may be claimed again.
 	NextAttemptAt time.Time
@@ -119,7 +123,7 @@ type Outcome struct {
 	WaitKind, WaitID string
 	// ErrorClass and ErrorDetail for retrying, waiting and dead rows.
 	ErrorClass, ErrorDetail string
-	// EHRID and EHRVersion for a synced row.
+	// EHRID and EHRVersion for a synced row; empty keeps the known value.
 	EHRID, EHRVersion string
 }
 
@@ -134,13 +138,15 @@ type Store interface {
 	// Claim leases up to n deliverable rows (pending, or retrying with
 	// NextAttemptAt <= now) to owner until now+lease, moving them to
 	// in_flight and incrementing Attempts. Rows come in dependency order of
-	// kinds (patient, order, administration, score), then by id.
+	// kinds (patient, order, administration, score, then any other kind),
+	// then by id.
 	Claim(ctx context.Context, owner string, n int, now time.Time, lease time.Duration) ([]Record, error)
 	// Finish records the outcome of a row leased to owner. A synced outcome
 	// also moves rows waiting on (kind, local id) back to pending. A waiting
 	// outcome whose dependency is already synced leaves the row pending, so
 	// a wake-up is never lost to a race. It returns ErrLeaseLost when the row
-	// is not leased to owner.
+	// is not in_flight with owner as LeaseOwner (an expired lease that nobody
+	// re-claimed is still the owner's), ErrNotFound when no row has id.
 	Finish(ctx context.Context, id int64, owner string, out Outcome, now time.Time) error
 	// Rescue moves in_flight rows whose lease expired before now to
 	// retrying, claimable at once, and reports how many it moved.

@@ -1,0 +1,459 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"time"
+
+	"github.com/ketamine-fhir/ketamine-fhir/adapter/store"
+)
+
+// ErrorClassLeaseExpired is the ErrorClass Rescue gives the rows it returns
+// to retrying.
+const ErrorClassLeaseExpired = "lease_expired"
+
+// kindRank is the Claim order of a kind: dependencies first, since a
+// MedicationRequest references its Patient, a MedicationAdministration its
+// MedicationRequest and an Observation its MedicationAdministration. Unknown
+// kinds come last. Stored in the kind_rank column at insert.
+func kindRank(kind string) int {
+	switch kind {
+	case "patient":
+		return 0
+	case "order":
+		return 1
+	case "administration":
+		return 2
+	case "score":
+		return 3
+	}
+	return 9
+}
+
+// scanner is *sql.Row or *sql.Rows.
+type scanner interface {
+	Scan(dest ...any) error
+}
+
+func scanRecord(sc scanner) (store.Record, error) {
+	var (
+		r                                      store.Record
+		state                                  string
+		next, lease, created, updated, syncedT int64
+	)
+	dest := []any{&r.ID, &r.Kind, &r.LocalID, &r.Hash, &state, &r.Attempts, &next,
+		&r.LeaseOwner, &lease, &r.WaitKind, &r.WaitID, &r.ErrorClass, &r.ErrorDetail,
+		&r.EHRID, &r.EHRVersion, &r.SyncedHash, &created, &updated, &syncedT, &r.Payload}
+	if err := sc.Scan(dest...); err != nil {
+		return store.Record{}, err
+	}
+	r.State = store.State(state)
+	r.NextAttemptAt = fromNanos(next)
+	r.LeaseExpires = fromNanos(lease)
+	r.CreatedAt = fromNanos(created)
+	r.UpdatedAt = fromNanos(updated)
+	r.SyncedAt = fromNanos(syncedT)
+	return r, nil
+}
+
+// toNanos stores t as Unix nanoseconds; the zero time is 0. Times outside
+// the int64 nanosecond range (years 1678 to 2262) are clamped.
+func toNanos(t time.Time) int64 {
+	switch {
+	case t.IsZero():
+		return 0
+	case t.Year() > 2261:
+		return math.MaxInt64
+	case t.Year() < 1679:
+		return math.MinInt64
+	}
+	return t.UnixNano()
+}
+
+// fromNanos is the inverse of toNanos, in UTC.
+func fromNanos(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+// inTx runs fn in a write transaction and commits it if fn returns nil.
+func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback() //nolint:errcheck // the error that matters is fn's
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// Upsert offers records in one transaction. A new (kind, local id) is
+// inserted pending; a changed hash updates the row as store.Updated
+// documents; an equal hash changes nothing. Every record needs a Kind,
+// LocalID and Hash; a record without is an error naming its index in recs,
+// and nothing is committed.
+func (s *Store) Upsert(ctx context.Context, recs []store.NewRecord) ([]store.UpsertOutcome, error) {
+	for i, r := range recs {
+		switch {
+		case r.Kind == "":
+			return nil, fmt.Errorf("sqlite: upsert: record %d: empty kind", i)
+		case r.LocalID == "":
+			return nil, fmt.Errorf("sqlite: upsert: record %d (%s): empty local id", i, r.Kind)
+		case r.Hash == "":
+			return nil, fmt.Errorf("sqlite: upsert: record %d (%s): empty hash", i, r.Kind)
+		}
+	}
+	out := make([]store.UpsertOutcome, len(recs))
+	if len(recs) == 0 {
+		return out, nil
+	}
+	now := toNanos(time.Now())
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		sel := tx.StmtContext(ctx, s.st.upsertRead)
+		ins := tx.StmtContext(ctx, s.st.upsertInsert)
+		updInFlight := tx.StmtContext(ctx, s.st.upsertInFlight)
+		updReset := tx.StmtContext(ctx, s.st.upsertReset)
+		for i, r := range recs {
+			payload := r.Payload
+			if payload == nil {
+				payload = []byte{}
+			}
+			var (
+				id          int64
+				hash, state string
+			)
+			err := sel.QueryRowContext(ctx, r.Kind, r.LocalID).Scan(&id, &hash, &state)
+			switch {
+			case errors.Is(err, sql.ErrNoRows):
+				if _, err := ins.ExecContext(ctx, r.Kind, r.LocalID, kindRank(r.Kind), r.Hash, now, payload); err != nil {
+					return fmt.Errorf("record %d (%s): insert: %w", i, r.Kind, err)
+				}
+				out[i] = store.Inserted
+			case err != nil:
+				return fmt.Errorf("record %d (%s): read: %w", i, r.Kind, err)
+			case hash == r.Hash:
+				out[i] = store.Unchanged
+			default:
+				upd := updReset
+				if store.State(state) == store.StateInFlight {
+					upd = updInFlight
+				}
+				if _, err := upd.ExecContext(ctx, r.Hash, payload, now, id); err != nil {
+					return fmt.Errorf("record %d (%s): update: %w", i, r.Kind, err)
+				}
+				out[i] = store.Updated
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: upsert: %w", err)
+	}
+	return out, nil
+}
+
+// Claim leases up to n deliverable rows to owner; see store.Store. n <= 0
+// claims nothing. owner must not be empty (an empty LeaseOwner means "not
+// leased") and should be unique per worker, since Finish trusts it: a worker
+// whose lease expired and whose row was claimed again under the same owner
+// name could not be told apart. lease must be positive.
+func (s *Store) Claim(ctx context.Context, owner string, n int, now time.Time, lease time.Duration) ([]store.Record, error) {
+	if owner == "" {
+		return nil, errors.New("sqlite: claim: empty owner")
+	}
+	if lease <= 0 {
+		return nil, fmt.Errorf("sqlite: claim: lease %v is not positive", lease)
+	}
+	if n <= 0 {
+		return nil, nil
+	}
+	var recs []store.Record
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.StmtContext(ctx, s.st.claim).QueryContext(ctx, owner, toNanos(now.Add(lease)), toNanos(now), n)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			r, err := scanRecord(rows)
+			if err != nil {
+				return err
+			}
+			recs = append(recs, r)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: claim: %w", err)
+	}
+	// RETURNING gives no order guarantee.
+	sort.Slice(recs, func(i, j int) bool {
+		if ri, rj := kindRank(recs[i].Kind), kindRank(recs[j].Kind); ri != rj {
+			return ri < rj
+		}
+		return recs[i].ID < recs[j].ID
+	})
+	return recs, nil
+}
+
+// validOutcome checks what Finish needs before it touches the database.
+func validOutcome(out store.Outcome) error {
+	switch out.State {
+	case store.StateSynced, store.StateRetrying, store.StateDead:
+	case store.StateWaiting:
+		if (out.WaitKind == "") != (out.WaitID == "") {
+			return errors.New("waiting outcome names half a dependency (WaitKind and WaitID are both set or both empty)")
+		}
+	default:
+		return fmt.Errorf("outcome state %q is not synced, retrying, waiting or dead", out.State)
+	}
+	if out.Hash == "" {
+		return errors.New("outcome has no hash")
+	}
+	return nil
+}
+
+// Finish records the outcome of a row leased to owner; see store.Store and
+// store.Outcome. An invalid outcome (a state other than synced, retrying,
+// waiting or dead; no Hash; half a dependency) is an error and changes
+// nothing. A retrying outcome with a zero NextAttemptAt is claimable at once.
+func (s *Store) Finish(ctx context.Context, id int64, owner string, out store.Outcome, now time.Time) error {
+	if err := validOutcome(out); err != nil {
+		return fmt.Errorf("sqlite: finish %d: %w", id, err)
+	}
+	nowN := toNanos(now)
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		var kind, localID, hash, state, leaseOwner string
+		err := tx.StmtContext(ctx, s.st.finishRead).QueryRowContext(ctx, id).
+			Scan(&kind, &localID, &hash, &state, &leaseOwner)
+		if errors.Is(err, sql.ErrNoRows) {
+			return store.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if store.State(state) != store.StateInFlight || leaseOwner != owner {
+			return store.ErrLeaseLost
+		}
+		stale := hash != out.Hash
+
+		if out.State == store.StateSynced {
+			// The delivered content exists in the EHR: record it, and wake
+			// the rows waiting on it, even if the row has newer content.
+			newState, syncedHash := store.StateSynced, hash
+			if stale {
+				newState, syncedHash = store.StatePending, out.Hash
+			}
+			if _, err := tx.StmtContext(ctx, s.st.finishSynced).ExecContext(ctx,
+				newState, syncedHash, stale, out.EHRID, out.EHRVersion, nowN, id); err != nil {
+				return err
+			}
+			_, err := tx.StmtContext(ctx, s.st.wake).ExecContext(ctx, nowN, kind, localID)
+			return err
+		}
+
+		if stale {
+			// The outcome is about content the row no longer holds.
+			return s.toPending(ctx, tx, id, nowN)
+		}
+		switch out.State {
+		case store.StateRetrying:
+			_, err = tx.StmtContext(ctx, s.st.finishRetrying).ExecContext(ctx,
+				toNanos(out.NextAttemptAt), out.ErrorClass, out.ErrorDetail, nowN, id)
+		case store.StateDead:
+			_, err = tx.StmtContext(ctx, s.st.finishDead).ExecContext(ctx,
+				out.ErrorClass, out.ErrorDetail, nowN, id)
+		case store.StateWaiting:
+			if out.WaitKind != "" {
+				var depState string
+				err := tx.StmtContext(ctx, s.st.depState).QueryRowContext(ctx, out.WaitKind, out.WaitID).Scan(&depState)
+				switch {
+				case err == nil && store.State(depState) == store.StateSynced:
+					// The dependency was synced after the worker looked:
+					// its wake-up has already run, so do not wait for it.
+					return s.toPending(ctx, tx, id, nowN)
+				case err != nil && !errors.Is(err, sql.ErrNoRows):
+					return err
+				}
+			}
+			_, err = tx.StmtContext(ctx, s.st.finishWaiting).ExecContext(ctx,
+				out.WaitKind, out.WaitID, out.ErrorClass, out.ErrorDetail, nowN, id)
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: finish %d: %w", id, err)
+	}
+	return nil
+}
+
+// toPending makes row id pending with attempts reset, lease, wait and
+// errors cleared.
+func (s *Store) toPending(ctx context.Context, tx *sql.Tx, id, now int64) error {
+	_, err := tx.StmtContext(ctx, s.st.toPending).ExecContext(ctx, now, id)
+	return err
+}
+
+// Rescue moves in_flight rows whose lease expired before now to retrying,
+// claimable at once, with ErrorClass ErrorClassLeaseExpired; see
+// store.Store.
+func (s *Store) Rescue(ctx context.Context, now time.Time) (int, error) {
+	nowN := toNanos(now)
+	var n int64
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.StmtContext(ctx, s.st.rescue).ExecContext(ctx, nowN, ErrorClassLeaseExpired)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: rescue: %w", err)
+	}
+	return int(n), nil
+}
+
+// Get returns the row of kind and local id, or an error wrapping
+// store.ErrNotFound. The error does not name the local id (it may be an MRN).
+func (s *Store) Get(ctx context.Context, kind, localID string) (store.Record, error) {
+	r, err := scanRecord(s.st.get.QueryRowContext(ctx, kind, localID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Record{}, fmt.Errorf("sqlite: get %s: %w", kind, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Record{}, fmt.Errorf("sqlite: get %s: %w", kind, err)
+	}
+	return r, nil
+}
+
+// GetByID returns the row with id, or an error wrapping store.ErrNotFound.
+func (s *Store) GetByID(ctx context.Context, id int64) (store.Record, error) {
+	r, err := scanRecord(s.st.getByID.QueryRowContext(ctx, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Record{}, fmt.Errorf("sqlite: get id %d: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Record{}, fmt.Errorf("sqlite: get id %d: %w", id, err)
+	}
+	return r, nil
+}
+
+// List returns up to limit rows in state with id > afterID, by id. A limit
+// <= 0 returns no rows.
+func (s *Store) List(ctx context.Context, state store.State, afterID int64, limit int) ([]store.Record, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, err := s.st.list.QueryContext(ctx, string(state), afterID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list %s: %w", state, err)
+	}
+	defer rows.Close()
+	var recs []store.Record
+	for rows.Next() {
+		r, err := scanRecord(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: list %s: %w", state, err)
+		}
+		recs = append(recs, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: list %s: %w", state, err)
+	}
+	return recs, nil
+}
+
+// Requeue moves a dead or waiting row to pending with attempts reset and its
+// wait and errors cleared; see store.Store.
+func (s *Store) Requeue(ctx context.Context, id int64, now time.Time) error {
+	var n int64
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.StmtContext(ctx, s.st.requeue).ExecContext(ctx, toNanos(now), id)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: requeue %d: %w", id, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("sqlite: requeue %d: no dead or waiting row: %w", id, store.ErrNotFound)
+	}
+	return nil
+}
+
+// RequeueAll moves every dead row to pending, as Requeue does, and reports
+// how many it moved.
+func (s *Store) RequeueAll(ctx context.Context, now time.Time) (int, error) {
+	var n int64
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.StmtContext(ctx, s.st.requeueAll).ExecContext(ctx, toNanos(now))
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: requeue all: %w", err)
+	}
+	return int(n), nil
+}
+
+// Counts returns the number of rows per kind and state. Kinds and states
+// without rows are absent; an empty outbox gives an empty, non-nil map.
+func (s *Store) Counts(ctx context.Context) (store.Counts, error) {
+	rows, err := s.st.counts.QueryContext(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: counts: %w", err)
+	}
+	defer rows.Close()
+	c := store.Counts{}
+	for rows.Next() {
+		var (
+			kind, state string
+			n           int
+		)
+		if err := rows.Scan(&kind, &state, &n); err != nil {
+			return nil, fmt.Errorf("sqlite: counts: %w", err)
+		}
+		if c[kind] == nil {
+			c[kind] = map[store.State]int{}
+		}
+		c[kind][store.State(state)] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: counts: %w", err)
+	}
+	return c, nil
+}
+
+// OldestPending returns the creation time of the oldest row that is pending,
+// retrying or waiting; see store.Store. It takes the first such row by id,
+// which is the oldest unless the wall clock was stepped back between two
+// inserts (then it is off by at most the step).
+func (s *Store) OldestPending(ctx context.Context) (time.Time, bool, error) {
+	var oldest sql.NullInt64
+	err := s.st.oldest.QueryRowContext(ctx).Scan(&oldest)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("sqlite: oldest pending: %w", err)
+	}
+	if !oldest.Valid {
+		return time.Time{}, false, nil
+	}
+	return fromNanos(oldest.Int64), true, nil
+}

@@ -1,0 +1,1267 @@
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ketamine-fhir/ketamine-fhir/adapter/store"
+)
+
+// Exercise runs the conformance suite against the stores newStore returns.
+// newStore is called once per subtest, possibly from several subtests at
+// once (they run in parallel); each call must return a new, empty store and
+// arrange its Close with t.Cleanup.
+func Exercise(t *testing.T, newStore func(t *testing.T) store.Store) {
+	t.Helper()
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, f *fixture)
+	}{
+		{"UpsertInsertsPending", testUpsertInsertsPending},
+		{"UpsertUnchanged", testUpsertUnchanged},
+		{"UpsertChangedResets", testUpsertChangedResets},
+		{"UpsertChangedInFlight", testUpsertChangedInFlight},
+		{"UpsertBatchOutcomesInOrder", testUpsertBatchOutcomesInOrder},
+		{"UpsertBatchIsAtomic", testUpsertBatchIsAtomic},
+		{"UpsertEmpty", testUpsertEmpty},
+		{"ClaimOrder", testClaimOrder},
+		{"ClaimLeases", testClaimLeases},
+		{"ClaimSkipsUndeliverable", testClaimSkipsUndeliverable},
+		{"ClaimRetryingWhenDue", testClaimRetryingWhenDue},
+		{"ClaimArguments", testClaimArguments},
+		{"ClaimConcurrentExclusive", testClaimConcurrentExclusive},
+		{"FinishSynced", testFinishSynced},
+		{"FinishSyncedKeepsKnownEHRID", testFinishSyncedKeepsKnownEHRID},
+		{"FinishRetrying", testFinishRetrying},
+		{"FinishDead", testFinishDead},
+		{"FinishWaitingThenWake", testFinishWaitingThenWake},
+		{"FinishWaitingNoLostWakeup", testFinishWaitingNoLostWakeup},
+		{"FinishWaitingPolicyHold", testFinishWaitingPolicyHold},
+		{"FinishStaleOutcome", testFinishStaleOutcome},
+		{"FinishLeaseLost", testFinishLeaseLost},
+		{"FinishNotFound", testFinishNotFound},
+		{"FinishInvalidOutcome", testFinishInvalidOutcome},
+		{"LeaseExpiryAndRescue", testLeaseExpiryAndRescue},
+		{"FinishAfterExpiryNotReclaimed", testFinishAfterExpiryNotReclaimed},
+		{"Requeue", testRequeue},
+		{"RequeueAll", testRequeueAll},
+		{"Counts", testCounts},
+		{"OldestPending", testOldestPending},
+		{"ListPaging", testListPaging},
+		{"GetNotFound", testGetNotFound},
+		{"ConcurrentPipeline", testConcurrentPipeline},
+		{"Ping", testPing},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tt.fn(t, &fixture{s: newStore(t), ctx: context.Background()})
+		})
+	}
+}
+
+// t0 is the suite's clock: Claim, Finish and the other calls that take a
+// time get t0 plus an offset, so nothing depends on the wall clock.
+var t0 = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+
+const lease = time.Minute
+
+type fixture struct {
+	s   store.Store
+	ctx context.Context
+}
+
+func rec(kind, id, hash string) store.NewRecord {
+	return store.NewRecord{
+		Kind:    kind,
+		LocalID: id,
+		Hash:    hash,
+		Payload: []byte(fmt.Sprintf(`{"kind":%q,"id":%q,"v":%q}`, kind, id, hash)),
+	}
+}
+
+func (f *fixture) upsert(t *testing.T, recs ...store.NewRecord) []store.UpsertOutcome {
+	t.Helper()
+	out, err := f.s.Upsert(f.ctx, recs)
+	if err != nil {
+		t.Fatalf("Upsert: %v", err)
+	}
+	if len(out) != len(recs) {
+		t.Fatalf("Upsert: %d outcomes for %d records", len(out), len(recs))
+	}
+	return out
+}
+
+func (f *fixture) get(t *testing.T, kind, id string) store.Record {
+	t.Helper()
+	r, err := f.s.Get(f.ctx, kind, id)
+	if err != nil {
+		t.Fatalf("Get(%s, %s): %v", kind, id, err)
+	}
+	return r
+}
+
+func (f *fixture) claim(t *testing.T, owner string, n int, now time.Time) []store.Record {
+	t.Helper()
+	recs, err := f.s.Claim(f.ctx, owner, n, now, lease)
+	if err != nil {
+		t.Fatalf("Claim(%s, %d): %v", owner, n, err)
+	}
+	return recs
+}
+
+// claimOne claims exactly one row and fails the test otherwise.
+func (f *fixture) claimOne(t *testing.T, owner string, now time.Time) store.Record {
+	t.Helper()
+	recs := f.claim(t, owner, 1, now)
+	if len(recs) != 1 {
+		t.Fatalf("Claim(%s, 1) = %d rows, want 1", owner, len(recs))
+	}
+	return recs[0]
+}
+
+func (f *fixture) finish(t *testing.T, r store.Record, owner string, out store.Outcome, now time.Time) {
+	t.Helper()
+	if err := f.s.Finish(f.ctx, r.ID, owner, out, now); err != nil {
+		t.Fatalf("Finish(%d, %s, %s): %v", r.ID, owner, out.State, err)
+	}
+}
+
+// deliver claims the row of (kind, id), which must be the only deliverable
+// row, and finishes it with out (Hash filled in from the claim).
+func (f *fixture) deliver(t *testing.T, kind, id string, out store.Outcome, now time.Time) store.Record {
+	t.Helper()
+	r := f.claimOne(t, "deliver", now)
+	if r.Kind != kind || r.LocalID != id {
+		t.Fatalf("claimed %s/%s, want %s/%s", r.Kind, r.LocalID, kind, id)
+	}
+	if out.Hash == "" {
+		out.Hash = r.Hash
+	}
+	f.finish(t, r, "deliver", out, now)
+	return f.get(t, kind, id)
+}
+
+func synced(ehrID, version string) store.Outcome {
+	return store.Outcome{State: store.StateSynced, EHRID: ehrID, EHRVersion: version}
+}
+
+func ids(recs []store.Record) []int64 {
+	out := make([]int64, len(recs))
+	for i, r := range recs {
+		out[i] = r.ID
+	}
+	return out
+}
+
+func keys(recs []store.Record) []string {
+	out := make([]string, len(recs))
+	for i, r := range recs {
+		out[i] = r.Kind + "/" + r.LocalID
+	}
+	return out
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// wantState fails the test unless the row of (kind, id) is in state.
+func (f *fixture) wantState(t *testing.T, kind, id string, want store.State) store.Record {
+	t.Helper()
+	r := f.get(t, kind, id)
+	if r.State != want {
+		t.Fatalf("%s/%s state = %s, want %s", kind, id, r.State, want)
+	}
+	return r
+}
+
+// wantPendingClean checks the fields every move to pending resets.
+func wantPendingClean(t *testing.T, r store.Record) {
+	t.Helper()
+	if r.State != store.StatePending {
+		t.Errorf("state = %s, want pending", r.State)
+	}
+	if r.Attempts != 0 {
+		t.Errorf("attempts = %d, want 0", r.Attempts)
+	}
+	if r.LeaseOwner != "" || !r.LeaseExpires.IsZero() {
+		t.Errorf("lease = (%q, %v), want none", r.LeaseOwner, r.LeaseExpires)
+	}
+	if r.WaitKind != "" || r.WaitID != "" {
+		t.Errorf("wait = (%q, %q), want none", r.WaitKind, r.WaitID)
+	}
+	if r.ErrorClass != "" || r.ErrorDetail != "" {
+		t.Errorf("error = (%q, %q), want none", r.ErrorClass, r.ErrorDetail)
+	}
+}
+
+func testUpsertInsertsPending(t *testing.T, f *fixture) {
+	before := time.Now().Add(-time.Second)
+	nr := rec("patient", "P1", "h1")
+	if got := f.upsert(t, nr); got[0] != store.Inserted {
+		t.Fatalf("outcome = %s, want inserted", got[0])
+	}
+	after := time.Now().Add(time.Second)
+	r := f.get(t, "patient", "P1")
+	if r.ID == 0 {
+		t.Error("ID = 0, want an id")
+	}
+	if r.Kind != "patient" || r.LocalID != "P1" || r.Hash != "h1" {
+		t.Errorf("key = %s/%s hash %s, want patient/P1 hash h1", r.Kind, r.LocalID, r.Hash)
+	}
+	if !bytes.Equal(r.Payload, nr.Payload) {
+		t.Errorf("payload = %q, want %q", r.Payload, nr.Payload)
+	}
+	wantPendingClean(t, r)
+	if r.EHRID != "" || r.EHRVersion != "" || r.SyncedHash != "" || !r.SyncedAt.IsZero() {
+		t.Errorf("sync fields = (%q, %q, %q, %v), want empty", r.EHRID, r.EHRVersion, r.SyncedHash, r.SyncedAt)
+	}
+	if !r.NextAttemptAt.IsZero() {
+		t.Errorf("NextAttemptAt = %v, want zero", r.NextAttemptAt)
+	}
+	if r.CreatedAt.Before(before) || r.CreatedAt.After(after) {
+		t.Errorf("CreatedAt = %v, want between %v and %v", r.CreatedAt, before, after)
+	}
+	if r.UpdatedAt.Before(r.CreatedAt) {
+		t.Errorf("UpdatedAt %v before CreatedAt %v", r.UpdatedAt, r.CreatedAt)
+	}
+	byID, err := f.s.GetByID(f.ctx, r.ID)
+	if err != nil {
+		t.Fatalf("GetByID: %v", err)
+	}
+	if byID.LocalID != "P1" || byID.ID != r.ID || !bytes.Equal(byID.Payload, nr.Payload) {
+		t.Errorf("GetByID = %+v, want the row of patient/P1", byID)
+	}
+	// The same local id under another kind is another row.
+	if got := f.upsert(t, rec("order", "P1", "h1")); got[0] != store.Inserted {
+		t.Errorf("same local id, other kind: outcome = %s, want inserted", got[0])
+	}
+}
+
+func testUpsertUnchanged(t *testing.T, f *fixture) {
+	f.upsert(t, rec("patient", "P1", "h1"))
+	// Move it to dead: an unchanged re-ingest must not revive it.
+	f.deliver(t, "patient", "P1", store.Outcome{State: store.StateDead, ErrorClass: "rejected_422", ErrorDetail: "d"}, t0)
+	before := f.get(t, "patient", "P1")
+
+	nr := rec("patient", "P1", "h1")
+	nr.Payload = []byte(`{"different":"bytes, same hash"}`)
+	if got := f.upsert(t, nr); got[0] != store.Unchanged {
+		t.Fatalf("outcome = %s, want unchanged", got[0])
+	}
+	after := f.get(t, "patient", "P1")
+	if after.State != store.StateDead || after.ErrorClass != "rejected_422" || after.Attempts != before.Attempts {
+		t.Errorf("after unchanged upsert: state %s class %q attempts %d, want dead rejected_422 %d",
+			after.State, after.ErrorClass, after.Attempts, before.Attempts)
+	}
+	if !bytes.Equal(after.Payload, before.Payload) || !after.UpdatedAt.Equal(before.UpdatedAt) {
+		t.Error("unchanged upsert rewrote the row")
+	}
+}
+
+func testUpsertChangedResets(t *testing.T, f *fixture) {
+	// One row per state it can be in when its content changes (in_flight
+	// has its own test).
+	f.upsert(t,
+		rec("patient", "retrying", "h1"),
+		rec("patient", "waiting", "h1"),
+		rec("patient", "synced", "h1"),
+		rec("patient", "dead", "h1"),
+	)
+	outcomes := map[string]store.Outcome{
+		"retrying": {State: store.StateRetrying, NextAttemptAt: t0.Add(time.Hour), ErrorClass: "http_503", ErrorDetail: "busy"},
+		"waiting":  {State: store.StateWaiting, WaitKind: "patient", WaitID: "never", ErrorClass: "dependency_pending"},
+		"synced":   synced("Patient/9", "3"),
+		"dead":     {State: store.StateDead, ErrorClass: "rejected_422", ErrorDetail: "bad"},
+	}
+	for _, r := range f.claim(t, "w", 10, t0) {
+		out := outcomes[r.LocalID]
+		out.Hash = r.Hash
+		f.finish(t, r, "w", out, t0)
+	}
+	f.upsert(t, rec("patient", "pending", "h1"))
+
+	for _, id := range []string{"pending", "retrying", "waiting", "synced", "dead"} {
+		t.Run(id, func(t *testing.T) {
+			before := f.get(t, "patient", id)
+			nr := rec("patient", id, "h2")
+			if got := f.upsert(t, nr); got[0] != store.Updated {
+				t.Fatalf("outcome = %s, want updated", got[0])
+			}
+			r := f.get(t, "patient", id)
+			wantPendingClean(t, r)
+			if r.Hash != "h2" || !bytes.Equal(r.Payload, nr.Payload) {
+				t.Errorf("hash %s payload %q, want h2 %q", r.Hash, r.Payload, nr.Payload)
+			}
+			if r.ID != before.ID || !r.CreatedAt.Equal(before.CreatedAt) {
+				t.Errorf("id/created = %d/%v, want %d/%v (same row)", r.ID, r.CreatedAt, before.ID, before.CreatedAt)
+			}
+			// What the EHR holds is still known: the update goes to the same
+			// resource, with If-Match on its version.
+			if r.EHRID != before.EHRID || r.EHRVersion != before.EHRVersion || r.SyncedHash != before.SyncedHash {
+				t.Errorf("sync fields = (%q, %q, %q), want kept (%q, %q, %q)",
+					r.EHRID, r.EHRVersion, r.SyncedHash, before.EHRID, before.EHRVersion, before.SyncedHash)
+			}
+		})
+	}
+	if r := f.get(t, "patient", "synced"); r.EHRID != "Patient/9" || r.SyncedHash != "h1" {
+		t.Errorf("changed synced row: EHRID %q SyncedHash %q, want Patient/9 h1", r.EHRID, r.SyncedHash)
+	}
+	// Changing a row back to the synced content still delivers it.
+	if got := f.upsert(t, rec("patient", "synced", "h1")); got[0] != store.Updated {
+		t.Errorf("change back: outcome = %s, want updated", got[0])
+	}
+	if r := f.get(t, "patient", "synced"); r.State != store.StatePending {
+		t.Errorf("changed back: state = %s, want pending", r.State)
+	}
+}
+
+func testUpsertChangedInFlight(t *testing.T, f *fixture) {
+	f.upsert(t, rec("patient", "P1", "h1"))
+	claimed := f.claimOne(t, "w1", t0)
+
+	nr := rec("patient", "P1", "h2")
+	if got := f.upsert(t, nr); got[0] != store.Updated {
+		t.Fatalf("outcome = %s, want updated", got[0])
+	}
+	r := f.get(t, "patient", "P1")
+	if r.State != store.StateInFlight || r.LeaseOwner != "w1" || !r.LeaseExpires.Equal(claimed.LeaseExpires) {
+		t.Fatalf("after change in flight: state %s owner %q expires %v, want in_flight w1 %v",
+			r.State, r.LeaseOwner, r.LeaseExpires, claimed.LeaseExpires)
+	}
+	if r.Hash != "h2" || !bytes.Equal(r.Payload, nr.Payload) {
+		t.Errorf("hash %s payload %q, want the new content", r.Hash, r.Payload)
+	}
+	// Nobody else can claim it while w1 holds it.
+	if got := f.claim(t, "w2", 10, t0); len(got) != 0 {
+		t.Fatalf("claim while in flight = %v, want none", keys(got))
+	}
+	// w1 delivered h1: the EHR has h1, the row still needs h2.
+	f.finish(t, claimed, "w1", store.Outcome{State: store.StateSynced, Hash: "h1", EHRID: "Patient/1", EHRVersion: "1"}, t0)
+	r = f.get(t, "patient", "P1")
+	wantPendingClean(t, r)
+	if r.EHRID != "Patient/1" || r.EHRVersion != "1" || r.SyncedHash != "h1" || !r.SyncedAt.Equal(t0) {
+		t.Errorf("after stale synced: EHR %q/%q SyncedHash %q SyncedAt %v, want Patient/1/1 h1 %v",
+			r.EHRID, r.EHRVersion, r.SyncedHash, r.SyncedAt, t0)
+	}
+	again := f.claimOne(t, "w2", t0.Add(time.Second))
+	if again.Hash != "h2" || !bytes.Equal(again.Payload, nr.Payload) {
+		t.Errorf("re-claimed hash %s, want h2", again.Hash)
+	}
+	f.finish(t, again, "w2", store.Outcome{State: store.StateSynced, Hash: "h2", EHRVersion: "2"}, t0.Add(2*time.Second))
+	r = f.wantState(t, "patient", "P1", store.StateSynced)
+	if r.SyncedHash != "h2" || r.EHRID != "Patient/1" || r.EHRVersion != "2" {
+		t.Errorf("after sync: SyncedHash %q EHR %q/%q, want h2 Patient/1/2", r.SyncedHash, r.EHRID, r.EHRVersion)
+	}
+}
+
+func testUpsertBatchOutcomesInOrder(t *testing.T, f *fixture) {
+	f.upsert(t, rec("patient", "A", "h1"), rec("patient", "B", "h1"))
+	got := f.upsert(t,
+		rec("patient", "A", "h1"), // unchanged
+		rec("patient", "C", "h1"), // inserted
+		rec("patient", "B", "h2"), // updated
+		rec("patient", "C", "h1"), // unchanged: inserted earlier in this batch
+		rec("patient", "C", "h2"), // updated within the batch
+	)
+	want := []store.UpsertOutcome{store.Unchanged, store.Inserted, store.Updated, store.Unchanged, store.Updated}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("outcome %d = %s, want %s", i, got[i], want[i])
+		}
+	}
+	if r := f.get(t, "patient", "C"); r.Hash != "h2" {
+		t.Errorf("C hash = %s, want h2 (last in batch wins)", r.Hash)
+	}
+}
+
+func testUpsertBatchIsAtomic(t *testing.T, f *fixture) {
+	bad := []store.NewRecord{
+		{Kind: "", LocalID: "X", Hash: "h"},
+		{Kind: "patient", LocalID: "", Hash: "h"},
+		{Kind: "patient", LocalID: "X", Hash: ""},
+	}
+	for i, b := range bad {
+		_, err := f.s.Upsert(f.ctx, []store.NewRecord{rec("patient", "good", "h1"), b})
+		if err == nil {
+			t.Errorf("bad record %d: Upsert succeeded, want an error", i)
+		}
+	}
+	if _, err := f.s.Get(f.ctx, "patient", "good"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a failed batch committed its valid record: Get err = %v, want ErrNotFound", err)
+	}
+}
+
+func testUpsertEmpty(t *testing.T, f *fixture) {
+	out, err := f.s.Upsert(f.ctx, nil)
+	if err != nil || len(out) != 0 {
+		t.Fatalf("Upsert(nil) = %v, %v; want no outcomes, nil", out, err)
+	}
+	// A nil payload is stored as empty.
+	f.upsert(t, store.NewRecord{Kind: "patient", LocalID: "P", Hash: "h"})
+	if r := f.get(t, "patient", "P"); len(r.Payload) != 0 {
+		t.Errorf("payload = %q, want empty", r.Payload)
+	}
+}
+
+func testClaimOrder(t *testing.T, f *fixture) {
+	// Inserted in an order unlike the claim order; ids follow insertion.
+	f.upsert(t,
+		rec("score", "s1", "h"),
+		rec("observation-extra", "u1", "h"), // unknown kind: last
+		rec("administration", "a1", "h"),
+		rec("order", "o1", "h"),
+		rec("patient", "p1", "h"),
+		rec("score", "s2", "h"),
+		rec("patient", "p2", "h"),
+		rec("order", "o2", "h"),
+		rec("administration", "a2", "h"),
+	)
+	want := []string{
+		"patient/p1", "patient/p2", "order/o1", "order/o2",
+		"administration/a1", "administration/a2", "score/s1", "score/s2",
+		"observation-extra/u1",
+	}
+	var got []string
+	for _, n := range []int{3, 3, 3, 3} { // in batches: the order holds across claims
+		got = append(got, keys(f.claim(t, "w", n, t0))...)
+	}
+	if !equalStrings(got, want) {
+		t.Errorf("claim order = %v, want %v", got, want)
+	}
+
+	// Within a kind, by id: a retrying row claimed again keeps its place.
+	g := &fixture{s: f.s, ctx: f.ctx}
+	g.upsert(t, rec("patient", "p3", "h"), rec("patient", "p4", "h"))
+	first := g.claim(t, "w", 2, t0)
+	for _, r := range first {
+		g.finish(t, r, "w", store.Outcome{State: store.StateRetrying, Hash: r.Hash, NextAttemptAt: t0}, t0)
+	}
+	if got := keys(g.claim(t, "w", 2, t0)); !equalStrings(got, []string{"patient/p3", "patient/p4"}) {
+		t.Errorf("claim order of retrying rows = %v, want [patient/p3 patient/p4]", got)
+	}
+}
+
+func testClaimLeases(t *testing.T, f *fixture) {
+	f.upsert(t, rec("patient", "a", "h"), rec("patient", "b", "h"), rec("patient", "c", "h"))
+	got, err := f.s.Claim(f.ctx, "w1", 2, t0, 90*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("Claim(2) = %d rows, want 2", len(got))
+	}
+	for _, r := range got {
+		if r.State != store.StateInFlight || r.LeaseOwner != "w1" || !r.LeaseExpires.Equal(t0.Add(90*time.Second)) || r.Attempts != 1 {
+			t.Errorf("claimed %s: state %s owner %q expires %v attempts %d, want in_flight w1 %v 1",
+				r.LocalID, r.State, r.LeaseOwner, r.LeaseExpires, r.Attempts, t0.Add(90*time.Second))
+		}
+		if len(r.Payload) == 0 || r.Hash != "h" {
+			t.Errorf("claimed %s: no payload or hash", r.LocalID)
+		}
+		stored := f.get(t, r.Kind, r.LocalID)
+		if stored.State != store.StateInFlight || stored.LeaseOwner != "w1" || stored.Attempts != 1 {
+			t.Errorf("stored %s: state %s owner %q attempts %d, want in_flight w1 1", r.LocalID, stored.State, stored.LeaseOwner, stored.Attempts)
+		}
+	}
+	// A second owner gets only the rest.
+	rest := f.claim(t, "w2", 10, t0)
+	if k := keys(rest); !equalStrings(k, []string{"patient/c"}) {
+		t.Errorf("second claim = %v, want [patient/c]", k)
+	}
+	if got := f.claim(t, "w3", 10, t0); len(got) != 0 {
+		t.Errorf("third claim = %v, want none", keys(got))
+	}
+}
+
+func testClaimSkipsUndeliverable(t *testing.T, f *fixture) {
+	f.upsert(t, rec("patient", "waiting", "h"), rec("patient", "synced", "h"),
+		rec("patient", "dead", "h"), rec("patient", "retrying", "h"), rec("patient", "inflight", "h"))
+	for _, r := range f.claim(t, "w", 5, t0) {
+		var out store.Outcome
+		switch r.LocalID {
+		case "waiting":
+			out = store.Outcome{State: store.StateWaiting, WaitKind: "patient", WaitID: "other"}
+		case "synced":
+			out = synced("Patient/1", "1")
+		case "dead":
+			out = store.Outcome{State: store.StateDead, ErrorClass: "rejected_400"}
+		case "retrying":
+			out = store.Outcome{State: store.StateRetrying, NextAttemptAt: t0.Add(time.Hour)}
+		case "inflight":
+			continue
+		}
+		out.Hash = r.Hash
+		f.finish(t, r, "w", out, t0)
+	}
+	if got := f.claim(t, "w2", 10, t0.Add(time.Minute-time.Second)); len(got) != 0 {
+		t.Errorf("claim = %v, want nothing deliverable", keys(got))
+	}
+}
+
+func testClaimRetryingWhenDue(t *testing.T, f *fixture) {
+	f.upsert(t, rec("order", "o1", "h"))
+	due := t0.Add(10 * time.Minute)
+	f.deliver(t, "order", "o1", store.Outcome{State: store.StateRetrying, NextAttemptAt: due, ErrorClass: "http_429", ErrorDetail: "slow down"}, t0)
+	r := f.wantState(t, "order", "o1", store.StateRetrying)
+	if !r.NextAttemptAt.Equal(due) || r.ErrorClass != "http_429" || r.ErrorDetail != "slow down" || r.LeaseOwner != "" {
+		t.Errorf("retrying row: next %v class %q detail %q owner %q", r.NextAttemptAt, r.ErrorClass, r.ErrorDetail, r.LeaseOwner)
+	}
+	if got := f.claim(t, "w", 1, due.Add(-time.Nanosecond)); len(got) != 0 {
+		t.Fatalf("claimed before due: %v", keys(got))
+	}
+	got := f.claimOne(t, "w", due)
+	if got.Attempts != 2 {
+		t.Errorf("attempts = %d, want 2", got.Attempts)
+	}
+	if got.ErrorClass != "http_429" {
+		t.Errorf("claimed row lost its last error class: %q", got.ErrorClass)
+	}
+}
+
+func testClaimArguments(t *testing.T, f *fixture) {
+	f.upsert(t, rec("patient", "a", "h"))
+	if got, err := f.s.Claim(f.ctx, "w", 0, t0, lease); err != nil || len(got) != 0 {
+		t.Errorf("Claim(n=0) = %d rows, %v; want none, nil", len(got), err)
+	}
+	if _, err := f.s.Claim(f.ctx, "", 1, t0, lease); err == nil {
+		t.Error("Claim with an empty owner succeeded, want an error")
+	}
+	if _, err := f.s.Claim(f.ctx, "w", 1, t0, 0); err == nil {
+		t.Error("Claim with a zero lease succeeded, want an error")
+	}
+	// None of those claimed anything.
+	f.wantState(t, "patient", "a", store.StatePending)
+}
+
+func testClaimConcurrentExclusive(t *testing.T, f *fixture) {
+	const rows, workers, batch = 300, 8, 7
+	var recs []store.NewRecord
+	for i := range rows {
+		recs = append(recs, rec([]string{"patient", "order", "administration", "score"}[i%4], fmt.Sprint("r", i), "h"))
+	}
+	f.upsert(t, recs...)
+
+	var (
+		mu      sync.Mutex
+		claimed = map[int64]string{}
+		dups    []int64
+		wg      sync.WaitGroup
+		errs    = make(chan error, workers)
+	)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			owner := fmt.Sprint("worker-", w)
+			for {
+				got, err := f.s.Claim(f.ctx, owner, batch, t0, lease)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if len(got) == 0 {
+					return
+				}
+				mu.Lock()
+				for _, r := range got {
+					if _, ok := claimed[r.ID]; ok {
+						dups = append(dups, r.ID)
+					}
+					claimed[r.ID] = owner
+				}
+				mu.Unlock()
+				// Finish half of them at once, to mix writes of both kinds.
+				for _, r := range got[:len(got)/2] {
+					if err := f.s.Finish(f.ctx, r.ID, owner, store.Outcome{State: store.StateSynced, Hash: r.Hash}, t0); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("worker: %v", err)
+	}
+	if len(dups) > 0 {
+		t.Fatalf("rows claimed twice: %v", dups)
+	}
+	if len(claimed) != rows {
+		t.Fatalf("claimed %d rows, want %d", len(claimed), rows)
+	}
+	// Every in_flight row is leased to the worker that claimed it.
+	for _, r := range f.list(t, store.StateInFlight) {
+		if r.LeaseOwner != claimed[r.ID] {
+			t.Errorf("row %d leased to %q, claimed by %q", r.ID, r.LeaseOwner, claimed[r.ID])
+		}
+	}
+}
+
+// list returns every row in state.
+func (f *fixture) list(t *testing.T, state store.State) []store.Record {
+	t.Helper()
+	var all []store.Record
+	var after int64
+	for {
+		page, err := f.s.List(f.ctx, state, after, 100)
+		if err != nil {
+			t.Fatalf("List(%s): %v", state, err)
+		}
+		if len(page) == 0 {
+			return all
+		}
+		all = append(all, page...)
+		after = page[len(page)-1].ID
+	}
+}
+
+func testFinishSynced(t *testing.T, f *fixture) {
+	f.upsert(t, rec("patient", "P1", "h1"))
+	r := f.claimOne(t, "w", t0)
+	// A previous failure's error must be cleared by success.
+	f.finish(t, r, "w", store.Outcome{State: store.StateRetrying, Hash: "h1", ErrorClass: "timeout", ErrorDetail: "x"}, t0)
+	r = f.claimOne(t, "w", t0)
+	at := t0.Add(time.Minute)
+	f.finish(t, r, "w", store.Outcome{State: store.StateSynced, Hash: "h1", EHRID: "Patient/abc", EHRVersion: "7"}, at)
+	got := f.wantState(t, "patient", "P1", store.StateSynced)
+	if got.EHRID != "Patient/abc" || got.EHRVersion != "7" || got.SyncedHash != "h1" || !got.SyncedAt.Equal(at) {
+		t.Errorf("synced row: EHR %q/%q SyncedHash %q SyncedAt %v, want Patient/abc/7 h1 %v",
+			got.EHRID, got.EHRVersion, got.SyncedHash, got.SyncedAt, at)
+	}
+	if got.LeaseOwner != "" || !got.LeaseExpires.IsZero() || got.ErrorClass != "" || got.ErrorDetail != "" {
+		t.Errorf("synced row keeps lease (%q, %v) or error (%q, %q)", got.LeaseOwner, got.LeaseExpires, got.ErrorClass, got.ErrorDetail)
+	}
+	if got.Attempts != 2 {
+		t.Errorf("attempts = %d, want 2 (kept: it took two)", got.Attempts)
+	}
+	// Re-ingesting the synced content is a no-op.
+	if out := f.upsert(t, rec("patient", "P1", "h1")); out[0] != store.Unchanged {
+		t.Errorf("re-ingest synced content: %s, want unchanged", out[0])
+	}
+	f.wantState(t, "patient", "P1", store.StateSynced)
+}
+
+func testFinishSyncedKeepsKnownEHRID(t *testing.T, f *fixture) {
+	f.upsert(t, rec("patient", "P1", "h1"))
+	f.deliver(t, "patient", "P1", synced("Patient/abc", "1"), t0)
+	f.upsert(t, rec("patient", "P1", "h2"))
+	got := f.deliver(t, "patient", "P1", synced("", ""), t0.Add(time.Minute))
+	if got.EHRID != "Patient/abc" || got.EHRVersion != "1" || got.SyncedHash != "h2" {
+		t.Errorf("EHR %q/%q SyncedHash %q, want Patient/abc/1 h2 (empty outcome fields keep known values)",
+			got.EHRID, got.EHRVersion, got.SyncedHash)
+	}
+}
+
+func testFinishRetrying(t *testing.T, f *fixture) {
+	f.upsert(t, rec("score", "s1", "h"))
+	next := t0.Add(5 * time.Minute)
+	got := f.deliver(t, "score", "s1", store.Outcome{State: store.StateRetrying, NextAttemptAt: next, ErrorClass: "http_503", ErrorDetail: "unavailable"}, t0)
+	if got.State != store.StateRetrying || !got.NextAttemptAt.Equal(next) || got.ErrorClass != "http_503" ||
+		got.ErrorDetail != "unavailable" || got.LeaseOwner != "" || !got.LeaseExpires.IsZero() || got.Attempts != 1 {
+		t.Errorf("retrying row = %+v", got)
+	}
+}
+
+func testFinishDead(t *testing.T, f *fixture) {
+	f.upsert(t, rec("order", "o1", "h"))
+	got := f.deliver(t, "order", "o1", store.Outcome{State: store.StateDead, ErrorClass: "rejected_422", ErrorDetail: `[{"severity":"error"}]`}, t0)
+	if got.State != store.StateDead || got.ErrorClass != "rejected_422" || got.ErrorDetail != `[{"severity":"error"}]` ||
+		got.LeaseOwner != "" || !got.LeaseExpires.IsZero() {
+		t.Errorf("dead row = %+v", got)
+	}
+	if dead := f.list(t, store.StateDead); len(dead) != 1 || dead[0].ID != got.ID {
+		t.Errorf("List(dead) = %v, want [%d]", ids(dead), got.ID)
+	}
+}
+
+func testFinishWaitingThenWake(t *testing.T, f *fixture) {
+	f.upsert(t,
+		rec("order", "o1", "h"),          // waits for patient/P1
+		rec("score", "s1", "h"),          // waits for patient/P1 too
+		rec("administration", "a1", "h"), // waits for order/P1: same id, other kind
+		rec("score", "s2", "h"),          // waits for patient/P2
+	)
+	deps := map[string][2]string{"o1": {"patient", "P1"}, "s1": {"patient", "P1"}, "a1": {"order", "P1"}, "s2": {"patient", "P2"}}
+	for _, r := range f.claim(t, "w", 10, t0) {
+		d := deps[r.LocalID]
+		f.finish(t, r, "w", store.Outcome{State: store.StateWaiting, Hash: r.Hash, WaitKind: d[0], WaitID: d[1],
+			ErrorClass: "dependency_pending", ErrorDetail: "waits"}, t0)
+	}
+	w := f.wantState(t, "order", "o1", store.StateWaiting)
+	if w.WaitKind != "patient" || w.WaitID != "P1" || w.ErrorClass != "dependency_pending" || w.LeaseOwner != "" {
+		t.Errorf("waiting row: wait (%q, %q) class %q owner %q", w.WaitKind, w.WaitID, w.ErrorClass, w.LeaseOwner)
+	}
+	if got := f.claim(t, "w", 10, t0); len(got) != 0 {
+		t.Fatalf("claimed waiting rows: %v", keys(got))
+	}
+
+	f.upsert(t, rec("patient", "P1", "h"))
+	f.deliver(t, "patient", "P1", synced("Patient/1", "1"), t0.Add(time.Second))
+
+	for _, id := range []string{"o1", "s1"} {
+		kind := map[string]string{"o1": "order", "s1": "score"}[id]
+		r := f.get(t, kind, id)
+		if r.State != store.StatePending || r.WaitKind != "" || r.WaitID != "" || r.ErrorClass != "" || r.ErrorDetail != "" {
+			t.Errorf("%s/%s after wake: state %s wait (%q, %q) error (%q, %q), want pending with wait and error cleared",
+				kind, id, r.State, r.WaitKind, r.WaitID, r.ErrorClass, r.ErrorDetail)
+		}
+	}
+	f.wantState(t, "administration", "a1", store.StateWaiting)
+	f.wantState(t, "score", "s2", store.StateWaiting)
+	if got := keys(f.claim(t, "w", 10, t0.Add(2*time.Second))); !equalStrings(got, []string{"order/o1", "score/s1"}) {
+		t.Errorf("claim after wake = %v, want [order/o1 score/s1]", got)
+	}
+}
+
+func testFinishWaitingNoLostWakeup(t *testing.T, f *fixture) {
+	f.upsert(t, rec("patient", "P1", "h"), rec("order", "o1", "h"))
+	// The worker for o1 looked up P1 while it was pending...
+	both := f.claim(t, "w", 2, t0)
+	if k := keys(both); !equalStrings(k, []string{"patient/P1", "order/o1"}) {
+		t.Fatalf("claim = %v", k)
+	}
+	// ...then P1 synced (waking nobody: o1 is not waiting yet)...
+	f.finish(t, both[0], "w", store.Outcome{State: store.StateSynced, Hash: "h", EHRID: "Patient/1"}, t0)
+	// ...and only then the worker reports o1 waiting on P1.
+	f.finish(t, both[1], "w", store.Outcome{State: store.StateWaiting, Hash: "h", WaitKind: "patient", WaitID: "P1", ErrorClass: "dependency_pending"}, t0)
+	r := f.get(t, "order", "o1")
+	if r.State != store.StatePending {
+		t.Fatalf("o1 state = %s, want pending (its dependency is synced)", r.State)
+	}
+	if r.WaitKind != "" || r.WaitID != "" || r.LeaseOwner != "" {
+		t.Errorf("o1 wait (%q, %q) owner %q, want cleared", r.WaitKind, r.WaitID, r.LeaseOwner)
+	}
+	if got := keys(f.claim(t, "w", 10, t0)); !equalStrings(got, []string{"order/o1"}) {
+		t.Errorf("claim = %v, want [order/o1]", got)
+	}
+}
+
+func testFinishWaitingPolicyHold(t *testing.T, f *fixture) {
+	f.upsert(t, rec("patient", "P1", "h"))
+	got := f.deliver(t, "patient", "P1", store.Outcome{State: store.StateWaiting, ErrorClass: "patient_unknown", ErrorDetail: "patients.create is false"}, t0)
+	if got.State != store.StateWaiting || got.WaitKind != "" || got.WaitID != "" || got.ErrorClass != "patient_unknown" {
+		t.Fatalf("held row: state %s wait (%q, %q) class %q", got.State, got.WaitKind, got.WaitID, got.ErrorClass)
+	}
+	if c := f.claim(t, "w", 10, t0.Add(time.Hour)); len(c) != 0 {
+		t.Fatalf("claimed a held row: %v", keys(c))
+	}
+	if err := f.s.Requeue(f.ctx, got.ID, t0); err != nil {
+		t.Fatalf("Requeue: %v", err)
+	}
+	wantPendingClean(t, f.get(t, "patient", "P1"))
+}
+
+func testFinishStaleOutcome(t *testing.T, f *fixture) {
+	// Every non-synced outcome for old content leaves the new content
+	// pending (synced is covered by UpsertChangedInFlight).
+	for _, out := range []store.Outcome{
+		{State: store.StateRetrying, NextAttemptAt: t0.Add(time.Hour), ErrorClass: "http_503"},
+		{State: store.StateDead, ErrorClass: "rejected_422", ErrorDetail: "bad"},
+		{State: store.StateWaiting, WaitKind: "patient", WaitID: "nobody", ErrorClass: "dependency_pending"},
+	} {
+		t.Run(string(out.State), func(t *testing.T) {
+			id := "stale-" + string(out.State)
+			f.upsert(t, rec("order", id, "old"))
+			r := f.claimOne(t, "w-"+id, t0)
+			f.upsert(t, rec("order", id, "new"))
+			out.Hash = "old"
+			f.finish(t, r, "w-"+id, out, t0)
+			got := f.get(t, "order", id)
+			wantPendingClean(t, got)
+			if got.Hash != "new" || got.SyncedHash != "" || got.EHRID != "" {
+				t.Errorf("hash %q SyncedHash %q EHRID %q, want new, empty, empty", got.Hash, got.SyncedHash, got.EHRID)
+			}
+			again := f.claimOne(t, "w-"+id, t0)
+			if again.Hash != "new" {
+				t.Errorf("re-claimed hash %q, want new", again.Hash)
+			}
+			f.finish(t, again, "w-"+id, store.Outcome{State: store.StateSynced, Hash: "new"}, t0)
+		})
+	}
+
+	// A stale synced outcome wakes waiters: the resource exists in the EHR.
+	f.upsert(t, rec("patient", "P1", "old"), rec("order", "o1", "h"))
+	both := f.claim(t, "w", 2, t0)
+	f.finish(t, both[1], "w", store.Outcome{State: store.StateWaiting, Hash: "h", WaitKind: "patient", WaitID: "P1"}, t0)
+	f.upsert(t, rec("patient", "P1", "new"))
+	f.finish(t, both[0], "w", store.Outcome{State: store.StateSynced, Hash: "old", EHRID: "Patient/1"}, t0)
+	f.wantState(t, "patient", "P1", store.StatePending)
+	f.wantState(t, "order", "o1", store.StatePending)
+}
+
+func testFinishLeaseLost(t *testing.T, f *fixture) {
+	f.upsert(t, rec("patient", "P1", "h"))
+	okOut := store.Outcome{State: store.StateSynced, Hash: "h", EHRID: "Patient/1", EHRVersion: "1"}
+	pending := f.get(t, "patient", "P1")
+	// Not in flight at all.
+	if err := f.s.Finish(f.ctx, pending.ID, "w1", okOut, t0); !errors.Is(err, store.ErrLeaseLost) {
+		t.Errorf("Finish of a pending row: err = %v, want ErrLeaseLost", err)
+	}
+	r := f.claimOne(t, "w1", t0)
+	// Another owner.
+	if err := f.s.Finish(f.ctx, r.ID, "w2", okOut, t0); !errors.Is(err, store.ErrLeaseLost) {
+		t.Errorf("Finish by another owner: err = %v, want ErrLeaseLost", err)
+	}
+	after := f.get(t, "patient", "P1")
+	if after.State != store.StateInFlight || after.LeaseOwner != "w1" || after.EHRID != "" {
+		t.Errorf("lost-lease Finish changed the row: state %s owner %q EHRID %q", after.State, after.LeaseOwner, after.EHRID)
+	}
+	// The owner, once.
+	f.finish(t, r, "w1", okOut, t0)
+	if err := f.s.Finish(f.ctx, r.ID, "w1", store.Outcome{State: store.StateDead, Hash: "h"}, t0); !errors.Is(err, store.ErrLeaseLost) {
+		t.Errorf("second Finish: err = %v, want ErrLeaseLost", err)
+	}
+	f.wantState(t, "patient", "P1", store.StateSynced)
+}
+
+func testFinishNotFound(t *testing.T, f *fixture) {
+	err := f.s.Finish(f.ctx, 424242, "w", store.Outcome{State: store.StateSynced, Hash: "h"}, t0)
+	if !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Finish of an unknown id: err = %v, want ErrNotFound", err)
+	}
+}
+
+func testFinishInvalidOutcome(t *testing.T, f *fixture) {
+	f.upsert(t, rec("patient", "P1", "h"))
+	r := f.claimOne(t, "w", t0)
+	for _, out := range []store.Outcome{
+		{State: store.StatePending, Hash: "h"},
+		{State: store.StateInFlight, Hash: "h"},
+		{State: "", Hash: "h"},
+		{State: "bogus", Hash: "h"},
+		{State: store.StateSynced},                            // no hash
+		{State: store.StateWaiting, Hash: "h", WaitKind: "x"}, // half a dependency
+	} {
+		err := f.s.Finish(f.ctx, r.ID, "w", out, t0)
+		if err == nil {
+			t.Errorf("Finish(%+v) succeeded, want an error", out)
+		}
+		if errors.Is(err, store.ErrLeaseLost) || errors.Is(err, store.ErrNotFound) {
+			t.Errorf("Finish(%+v) = %v, want an invalid-outcome error, not a sentinel", out, err)
+		}
+	}
+	got := f.get(t, "patient", "P1")
+	if got.State != store.StateInFlight || got.LeaseOwner != "w" {
+		t.Errorf("invalid outcomes changed the row: state %s owner %q", got.State, got.LeaseOwner)
+	}
+	// The lease is intact: a valid outcome still works.
+	f.finish(t, r, "w", store.Outcome{State: store.StateSynced, Hash: "h"}, t0)
+}
+
+func testLeaseExpiryAndRescue(t *testing.T, f *fixture) {
+	f.upsert(t, rec("patient", "P1", "h"), rec("patient", "P2", "h"))
+	old := f.claim(t, "crashed", 1, t0)[0]                     // lease until t0+lease
+	later := f.claim(t, "alive", 1, t0.Add(30*time.Second))[0] // lease until t0+lease+30s
+
+	if n, err := f.s.Rescue(f.ctx, t0.Add(lease-time.Second)); err != nil || n != 0 {
+		t.Fatalf("Rescue before expiry = %d, %v; want 0, nil", n, err)
+	}
+	f.wantState(t, "patient", old.LocalID, store.StateInFlight)
+
+	at := t0.Add(lease + time.Second)
+	n, err := f.s.Rescue(f.ctx, at)
+	if err != nil || n != 1 {
+		t.Fatalf("Rescue after expiry = %d, %v; want 1, nil", n, err)
+	}
+	r := f.wantState(t, "patient", old.LocalID, store.StateRetrying)
+	if r.LeaseOwner != "" || !r.LeaseExpires.IsZero() || r.Attempts != 1 {
+		t.Errorf("rescued row: owner %q expires %v attempts %d, want no lease, attempts 1", r.LeaseOwner, r.LeaseExpires, r.Attempts)
+	}
+	f.wantState(t, "patient", later.LocalID, store.StateInFlight)
+	if n, _ := f.s.Rescue(f.ctx, at); n != 0 {
+		t.Errorf("second Rescue = %d, want 0", n)
+	}
+
+	// Claimable at once, by another worker.
+	again := f.claimOne(t, "new", at)
+	if again.ID != old.ID || again.Attempts != 2 || again.LeaseOwner != "new" {
+		t.Fatalf("re-claim: id %d attempts %d owner %q, want %d 2 new", again.ID, again.Attempts, again.LeaseOwner, old.ID)
+	}
+	// The crashed worker comes back: its outcome is discarded.
+	err = f.s.Finish(f.ctx, old.ID, "crashed", store.Outcome{State: store.StateDead, Hash: "h", ErrorClass: "x"}, at)
+	if !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("Finish by the expired owner: err = %v, want ErrLeaseLost", err)
+	}
+	if r := f.get(t, "patient", old.LocalID); r.State != store.StateInFlight || r.LeaseOwner != "new" {
+		t.Errorf("after lost Finish: state %s owner %q, want in_flight new", r.State, r.LeaseOwner)
+	}
+	f.finish(t, again, "new", store.Outcome{State: store.StateSynced, Hash: "h"}, at)
+	f.finish(t, later, "alive", store.Outcome{State: store.StateSynced, Hash: "h"}, at)
+}
+
+func testFinishAfterExpiryNotReclaimed(t *testing.T, f *fixture) {
+	f.upsert(t, rec("patient", "P1", "h"))
+	r := f.claimOne(t, "slow", t0)
+	// The lease ran out, but nobody rescued or claimed the row: the slow
+	// worker's answer is still the best there is.
+	f.finish(t, r, "slow", store.Outcome{State: store.StateSynced, Hash: "h", EHRID: "Patient/1"}, t0.Add(2*lease))
+	f.wantState(t, "patient", "P1", store.StateSynced)
+}
+
+func testRequeue(t *testing.T, f *fixture) {
+	f.upsert(t, rec("order", "dead", "h"), rec("order", "waiting", "h"), rec("order", "synced", "h"), rec("order", "pending", "h"))
+	for _, r := range f.claim(t, "w", 3, t0) {
+		out := map[string]store.Outcome{
+			"dead":    {State: store.StateDead, ErrorClass: "rejected_422", ErrorDetail: "d"},
+			"waiting": {State: store.StateWaiting, WaitKind: "patient", WaitID: "X", ErrorClass: "dependency_pending"},
+			"synced":  {State: store.StateSynced},
+		}[r.LocalID]
+		out.Hash = r.Hash
+		f.finish(t, r, "w", out, t0)
+	}
+	for _, id := range []string{"dead", "waiting"} {
+		r := f.get(t, "order", id)
+		if err := f.s.Requeue(f.ctx, r.ID, t0.Add(time.Minute)); err != nil {
+			t.Fatalf("Requeue(%s): %v", id, err)
+		}
+		got := f.get(t, "order", id)
+		wantPendingClean(t, got)
+		if !got.UpdatedAt.Equal(t0.Add(time.Minute)) {
+			t.Errorf("Requeue(%s): UpdatedAt = %v, want %v", id, got.UpdatedAt, t0.Add(time.Minute))
+		}
+	}
+	for _, id := range []string{"synced", "pending", "dead"} { // dead is pending by now
+		r := f.get(t, "order", id)
+		if err := f.s.Requeue(f.ctx, r.ID, t0); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("Requeue(%s row): err = %v, want ErrNotFound", r.State, err)
+		}
+	}
+	f.wantState(t, "order", "synced", store.StateSynced)
+	if err := f.s.Requeue(f.ctx, 987654, t0); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Requeue(unknown id): err = %v, want ErrNotFound", err)
+	}
+}
+
+func testRequeueAll(t *testing.T, f *fixture) {
+	f.upsert(t, rec("score", "d1", "h"), rec("score", "d2", "h"), rec("score", "w1", "h"), rec("score", "r1", "h"))
+	for _, r := range f.claim(t, "w", 4, t0) {
+		out := store.Outcome{State: store.StateDead, ErrorClass: "rejected_400"}
+		switch r.LocalID {
+		case "w1":
+			out = store.Outcome{State: store.StateWaiting, WaitKind: "administration", WaitID: "a"}
+		case "r1":
+			out = store.Outcome{State: store.StateRetrying, NextAttemptAt: t0.Add(time.Hour)}
+		}
+		out.Hash = r.Hash
+		f.finish(t, r, "w", out, t0)
+	}
+	n, err := f.s.RequeueAll(f.ctx, t0)
+	if err != nil || n != 2 {
+		t.Fatalf("RequeueAll = %d, %v; want 2, nil", n, err)
+	}
+	wantPendingClean(t, f.get(t, "score", "d1"))
+	wantPendingClean(t, f.get(t, "score", "d2"))
+	f.wantState(t, "score", "w1", store.StateWaiting)
+	f.wantState(t, "score", "r1", store.StateRetrying)
+	if n, err := f.s.RequeueAll(f.ctx, t0); err != nil || n != 0 {
+		t.Errorf("second RequeueAll = %d, %v; want 0, nil", n, err)
+	}
+}
+
+func testCounts(t *testing.T, f *fixture) {
+	c, err := f.s.Counts(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if total(c) != 0 {
+		t.Fatalf("Counts of an empty store = %v, want none", c)
+	}
+	f.upsert(t, rec("patient", "p1", "h"), rec("patient", "p2", "h"), rec("patient", "p3", "h"),
+		rec("order", "o1", "h"), rec("order", "o2", "h"), rec("score", "s1", "h"))
+	// p1 synced, p2 in flight, o1 dead; p3, o2, s1 pending.
+	rs := f.claim(t, "w", 2, t0) // p1, p2
+	f.finish(t, rs[0], "w", store.Outcome{State: store.StateSynced, Hash: "h"}, t0)
+	o1 := f.get(t, "order", "o1")
+	rs = f.claim(t, "w", 2, t0) // p3, o1
+	for _, r := range rs {
+		out := store.Outcome{State: store.StateRetrying, Hash: "h"}
+		if r.ID == o1.ID {
+			out = store.Outcome{State: store.StateDead, Hash: "h"}
+		}
+		f.finish(t, r, "w", out, t0)
+	}
+	if r := f.get(t, "patient", "p3"); r.State != store.StateRetrying {
+		t.Fatalf("p3 = %s, want retrying", r.State)
+	}
+	c, err = f.s.Counts(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := store.Counts{
+		"patient": {store.StateSynced: 1, store.StateInFlight: 1, store.StateRetrying: 1},
+		"order":   {store.StateDead: 1, store.StatePending: 1},
+		"score":   {store.StatePending: 1},
+	}
+	for kind, states := range want {
+		for state, n := range states {
+			if c[kind][state] != n {
+				t.Errorf("Counts[%s][%s] = %d, want %d", kind, state, c[kind][state], n)
+			}
+		}
+	}
+	if total(c) != 6 {
+		t.Errorf("Counts total = %d, want 6 (%v)", total(c), c)
+	}
+}
+
+func total(c store.Counts) int {
+	n := 0
+	for _, states := range c {
+		for _, k := range states {
+			n += k
+		}
+	}
+	return n
+}
+
+func testOldestPending(t *testing.T, f *fixture) {
+	if _, ok, err := f.s.OldestPending(f.ctx); err != nil || ok {
+		t.Fatalf("OldestPending of an empty store: ok %v, err %v; want false, nil", ok, err)
+	}
+	f.upsert(t, rec("patient", "first", "h"))
+	f.upsert(t, rec("patient", "second", "h"), rec("patient", "third", "h"))
+	first, second := f.get(t, "patient", "first"), f.get(t, "patient", "second")
+
+	check := func(want time.Time, wantOK bool) {
+		t.Helper()
+		got, ok, err := f.s.OldestPending(f.ctx)
+		if err != nil || ok != wantOK || (ok && !got.Equal(want)) {
+			t.Errorf("OldestPending = %v, %v, %v; want %v, %v, nil", got, ok, err, want, wantOK)
+		}
+	}
+	check(first.CreatedAt, true)
+
+	// first retrying, then waiting: still counted.
+	r := f.claimOne(t, "w", t0)
+	f.finish(t, r, "w", store.Outcome{State: store.StateRetrying, Hash: "h", NextAttemptAt: t0.Add(time.Hour)}, t0)
+	check(first.CreatedAt, true)
+	r = f.claimOne(t, "w", t0)   // second (first is not due)
+	r2 := f.claimOne(t, "w", t0) // third
+	f.finish(t, r, "w", store.Outcome{State: store.StateWaiting, Hash: "h", WaitKind: "patient", WaitID: "zzz"}, t0)
+	// third in flight is not counted, second waiting is.
+	fr := f.claimOne(t, "w", t0.Add(2*time.Hour)) // first again
+	check(second.CreatedAt, true)
+	for _, x := range []store.Record{fr, r2} {
+		f.finish(t, x, "w", store.Outcome{State: store.StateSynced, Hash: "h"}, t0)
+	}
+	if err := f.s.Requeue(f.ctx, second.ID, t0); err != nil {
+		t.Fatal(err)
+	}
+	r = f.claimOne(t, "w", t0)
+	f.finish(t, r, "w", store.Outcome{State: store.StateDead, Hash: "h"}, t0)
+	// All synced or dead.
+	check(time.Time{}, false)
+}
+
+func testListPaging(t *testing.T, f *fixture) {
+	var recs []store.NewRecord
+	for i := range 25 {
+		recs = append(recs, rec("score", fmt.Sprintf("s%02d", i), "h"))
+	}
+	recs = append(recs, rec("patient", "p", "h"))
+	f.upsert(t, recs...)
+	f.deliver(t, "patient", "p", synced("Patient/1", "1"), t0) // patient first in claim order
+
+	var got []store.Record
+	var sizes []int
+	var after int64
+	for {
+		page, err := f.s.List(f.ctx, store.StatePending, after, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sizes = append(sizes, len(page))
+		if len(page) == 0 {
+			break
+		}
+		got = append(got, page...)
+		after = page[len(page)-1].ID
+	}
+	if fmt.Sprint(sizes) != "[10 10 5 0]" {
+		t.Errorf("page sizes = %v, want [10 10 5 0]", sizes)
+	}
+	if len(got) != 25 {
+		t.Fatalf("listed %d pending rows, want 25", len(got))
+	}
+	if !sort.SliceIsSorted(got, func(i, j int) bool { return got[i].ID < got[j].ID }) {
+		t.Errorf("List not ordered by id: %v", ids(got))
+	}
+	for i, r := range got {
+		if want := fmt.Sprintf("s%02d", i); r.LocalID != want || r.State != store.StatePending || len(r.Payload) == 0 {
+			t.Errorf("row %d = %s %s (payload %d bytes), want %s pending with payload", i, r.LocalID, r.State, len(r.Payload), want)
+		}
+	}
+	if s := f.list(t, store.StateSynced); len(s) != 1 || s[0].LocalID != "p" {
+		t.Errorf("List(synced) = %v, want [patient/p]", keys(s))
+	}
+	if d := f.list(t, store.StateDead); len(d) != 0 {
+		t.Errorf("List(dead) = %v, want none", keys(d))
+	}
+	if page, err := f.s.List(f.ctx, store.StatePending, 0, 0); err != nil || len(page) != 0 {
+		t.Errorf("List(limit 0) = %d rows, %v; want none", len(page), err)
+	}
+}
+
+func testGetNotFound(t *testing.T, f *fixture) {
+	f.upsert(t, rec("patient", "P1", "h"))
+	if _, err := f.s.Get(f.ctx, "patient", "P2"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Get(unknown id): err = %v, want ErrNotFound", err)
+	}
+	if _, err := f.s.Get(f.ctx, "order", "P1"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Get(other kind): err = %v, want ErrNotFound", err)
+	}
+	if _, err := f.s.GetByID(f.ctx, 999999); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetByID(unknown): err = %v, want ErrNotFound", err)
+	}
+}
+
+// testConcurrentPipeline runs ingest, workers (with dependencies) and the
+// rescuer at once, as the engine does, and checks that every record ends
+// synced with its last content.
+func testConcurrentPipeline(t *testing.T, f *fixture) {
+	const patients, ordersPer, workers = 20, 3, 4
+	ingestDone := make(chan struct{})
+	errs := make(chan error, workers+2)
+
+	go func() { // ingest: patients and orders, then a second version of some
+		defer close(ingestDone)
+		for v := 1; v <= 2; v++ {
+			for p := range patients {
+				if v == 2 && p%3 != 0 {
+					continue
+				}
+				batch := []store.NewRecord{rec("order", fmt.Sprintf("o%d-0", p), fmt.Sprint("v", v))}
+				batch = append(batch, rec("patient", fmt.Sprint("p", p), fmt.Sprint("v", v)))
+				for o := 1; o < ordersPer; o++ {
+					batch = append(batch, rec("order", fmt.Sprintf("o%d-%d", p, o), fmt.Sprint("v", v)))
+				}
+				if _, err := f.s.Upsert(f.ctx, batch); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}
+	}()
+
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			owner := fmt.Sprint("w", w)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				recs, err := f.s.Claim(f.ctx, owner, 3, t0, lease)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if len(recs) == 0 {
+					time.Sleep(time.Millisecond) // nothing to do yet; poll
+					continue
+				}
+				for _, r := range recs {
+					out := store.Outcome{State: store.StateSynced, Hash: r.Hash}
+					if r.Kind == "order" {
+						// An order needs its patient synced.
+						var p int
+						fmt.Sscanf(r.LocalID, "o%d-", &p)
+						dep, err := f.s.Get(f.ctx, "patient", fmt.Sprint("p", p))
+						if err != nil && !errors.Is(err, store.ErrNotFound) {
+							errs <- err
+							return
+						}
+						if err != nil || dep.State != store.StateSynced {
+							out = store.Outcome{State: store.StateWaiting, Hash: r.Hash, WaitKind: "patient", WaitID: fmt.Sprint("p", p)}
+						}
+					}
+					if err := f.s.Finish(f.ctx, r.ID, owner, out, t0); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}
+		}()
+	}
+
+	// Wait for ingest, then until every record is synced. Once ingest is
+	// done and a snapshot shows nothing pending, retrying or in flight, no
+	// state can change any more: a record not synced by then is stuck (a
+	// lost wake-up, say).
+	fail := func(format string, args ...any) {
+		t.Helper()
+		close(stop)
+		wg.Wait()
+		t.Fatalf(format, args...)
+	}
+	<-ingestDone
+	for {
+		c, err := f.s.Counts(f.ctx)
+		if err != nil {
+			fail("Counts: %v", err)
+		}
+		if c["patient"][store.StateSynced] == patients && c["order"][store.StateSynced] == patients*ordersPer {
+			break
+		}
+		busy := 0
+		for _, states := range c {
+			busy += states[store.StatePending] + states[store.StateRetrying] + states[store.StateInFlight]
+		}
+		if busy == 0 {
+			fail("pipeline stuck: nothing left to deliver, but counts are %v", c)
+		}
+		select {
+		case err := <-errs:
+			fail("pipeline: %v", err)
+		case <-time.After(5 * time.Millisecond): // poll
+		}
+	}
+	close(stop)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		t.Fatalf("pipeline: %v", err)
+	default:
+	}
+	for p := range patients {
+		want := "v1"
+		if p%3 == 0 {
+			want = "v2"
+		}
+		for _, key := range [][2]string{{"patient", fmt.Sprint("p", p)}, {"order", fmt.Sprintf("o%d-0", p)}} {
+			r := f.get(t, key[0], key[1])
+			if r.State != store.StateSynced || r.Hash != want || r.SyncedHash != want {
+				t.Errorf("%s/%s: state %s hash %s synced %s, want synced %s", key[0], key[1], r.State, r.Hash, r.SyncedHash, want)
+			}
+		}
+	}
+}
+
+func testPing(t *testing.T, f *fixture) {
+	if err := f.s.Ping(f.ctx); err != nil {
+		t.Errorf("Ping: %v", err)
+	}
+}
