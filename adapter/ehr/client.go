@@ -1,0 +1,799 @@
+package ehr
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+)
+
+// Config configures a Client. The zero value of every optional field
+// means its default.
+type Config struct {
+	// BaseURL is the EHR's FHIR base, e.g.
+	// https://ehr.example.org/api/FHIR/R4. Its path is kept when joining
+	// request paths. It must be an absolute http or https URL without a
+	// query, fragment or user info.
+	BaseURL string
+	// Timeout bounds one HTTP attempt, reading the response body
+	// included. Defaults to 30s.
+	Timeout time.Duration
+	// RetryMax is how many times one request is retried after a transient
+	// failure, inside one Do. Defaults to 3; a negative value disables
+	// short retries.
+	RetryMax int
+	// RetryWaitMin is the first backoff wait. Defaults to 500ms.
+	RetryWaitMin time.Duration
+	// RetryWaitMax caps the backoff wait and any Retry-After the EHR
+	// sends. Defaults to 30s.
+	RetryWaitMax time.Duration
+	// MaxSearchPages bounds how many Bundle pages Search reads. Defaults
+	// to 100.
+	MaxSearchPages int
+	// UserAgent is sent as User-Agent. Defaults to "ketamine-fhir".
+	UserAgent string
+	// Auth selects and configures authentication. The zero value is no
+	// authentication.
+	Auth AuthConfig
+	// HTTPClient is the base client (transport, TLS settings, proxies).
+	// It is copied, not modified: the copy gets Timeout, a redirect
+	// policy that follows redirects for GET only, and a transport wrapper.
+	// Defaults to a client with a pooled transport cloned from
+	// http.DefaultTransport.
+	HTTPClient *http.Client
+	// Logger receives request and retry events at Debug level and token
+	// refreshes at Info (Warn when they fail). It never receives URLs
+	// with query strings, bodies, tokens or patient data. Defaults to
+	// discarding.
+	Logger *slog.Logger
+	// Hooks are optional metrics callbacks.
+	Hooks Hooks
+}
+
+// Hooks are callbacks for metrics. A nil func is skipped. They may be
+// called from many goroutines at once and must not block.
+type Hooks struct {
+	// OnRequest is called after each HTTP attempt to the FHIR API (not to
+	// the token endpoint) with the resource type label ("Patient",
+	// "Bundle" for transactions, "other" when unknown), the method, the
+	// status (0 for a transport error) and the attempt's duration.
+	OnRequest func(resourceType, method string, status int, elapsed time.Duration)
+	// OnRetry is called before each short retry, token and discovery
+	// requests included, with a bounded reason: "http_429", "http_503",
+	// "timeout", "connection", "dns", ...
+	OnRetry func(reason string)
+	// OnTokenRefresh is called after each token request with its error,
+	// nil on success.
+	OnTokenRefresh func(err error)
+}
+
+// Request is one FHIR REST request, built by the caller.
+type Request struct {
+	// Method is GET, POST, PUT, PATCH or DELETE.
+	Method string
+	// Path is relative to BaseURL: "Patient?identifier=…",
+	// "Observation/123", "" for the base (transactions). A query must be
+	// URL-encoded already; it is sent as is, except that characters not
+	// allowed in a URL query (space, '|', '"', non-ASCII, ...) are
+	// percent-encoded. A leading '/' is ignored; "." and ".." segments are
+	// refused.
+	Path string
+	// ResourceType labels metrics and error text ("Patient"). Never put
+	// patient data here. Defaults to the first segment of Path.
+	ResourceType string
+	// Body is the FHIR JSON body, nil for none.
+	Body []byte
+	// IfMatch is a version id ("3"), sent as If-Match: W/"3".
+	IfMatch string
+	// IfNoneExist is the query of a conditional create
+	// ("identifier=sys|val"), sent as If-None-Exist.
+	IfNoneExist string
+	// Prefer is sent as the Prefer header when set, e.g. "return=minimal".
+	Prefer string
+}
+
+// Response is a 2xx answer.
+type Response struct {
+	// Status is the HTTP status code.
+	Status int
+	// Body is the response body, possibly empty.
+	Body []byte
+	// ID and Version are the resource's id and version, from Location
+	// (…/Type/id/_history/v) or Content-Location, ETag (W/"v"), or the
+	// body's id and meta.versionId; empty when the EHR sent none.
+	ID, Version string
+	// Location is the Location (or Content-Location) header.
+	Location string
+	// LastModified is from Last-Modified or the body's meta.lastUpdated;
+	// zero when absent.
+	LastModified time.Time
+}
+
+// Client is a FHIR REST client for one EHR. It is safe for concurrent use.
+type Client struct {
+	base        *url.URL // Path without trailing '/'
+	baseStr     string   // base.String() without trailing '/'
+	http        *http.Client
+	transport   http.RoundTripper // the transport under the idle-close shield
+	retryMax    int
+	waitMin     time.Duration
+	waitMax     time.Duration
+	maxPages    int
+	userAgent   string
+	pingTimeout time.Duration
+	log         *slog.Logger
+	hooks       Hooks
+	auth        tokenSource
+	now         func() time.Time
+}
+
+// Defaults of Config.
+const (
+	DefaultTimeout        = 30 * time.Second
+	DefaultRetryMax       = 3
+	DefaultRetryWaitMin   = 500 * time.Millisecond
+	DefaultRetryWaitMax   = 30 * time.Second
+	DefaultMaxSearchPages = 100
+	DefaultUserAgent      = "ketamine-fhir"
+)
+
+// maxResponseBytes bounds a response body read into memory.
+const maxResponseBytes = 32 << 20
+
+// maxRetryAfter bounds the Retry-After reported to the outbox.
+const maxRetryAfter = 24 * time.Hour
+
+// New returns a Client for cfg. It fails on a bad BaseURL or an auth
+// configuration that cannot work (unknown mode, missing credentials, an
+// unreadable private key); it makes no network call.
+func New(cfg Config) (*Client, error) {
+	base, err := parseBase(cfg.BaseURL)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{
+		base:      base,
+		baseStr:   base.String(),
+		retryMax:  cfg.RetryMax,
+		waitMin:   cfg.RetryWaitMin,
+		waitMax:   cfg.RetryWaitMax,
+		maxPages:  cfg.MaxSearchPages,
+		userAgent: cfg.UserAgent,
+		log:       cfg.Logger,
+		hooks:     cfg.Hooks,
+		now:       time.Now,
+	}
+	timeout := cfg.Timeout
+	switch {
+	case timeout < 0:
+		return nil, errors.New("ehr: Timeout must not be negative")
+	case timeout == 0:
+		timeout = DefaultTimeout
+	}
+	switch {
+	case c.retryMax == 0:
+		c.retryMax = DefaultRetryMax
+	case c.retryMax < 0:
+		c.retryMax = 0
+	}
+	if c.waitMin <= 0 {
+		c.waitMin = DefaultRetryWaitMin
+	}
+	if c.waitMax <= 0 {
+		c.waitMax = DefaultRetryWaitMax
+	}
+	if c.waitMin > c.waitMax {
+		c.waitMin = c.waitMax
+	}
+	if c.maxPages <= 0 {
+		c.maxPages = DefaultMaxSearchPages
+	}
+	if c.userAgent == "" {
+		c.userAgent = DefaultUserAgent
+	}
+	if err := checkHeaderValue(c.userAgent); err != nil {
+		return nil, errors.New("ehr: UserAgent has control characters")
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	c.pingTimeout = min(5*time.Second, timeout)
+
+	var hc http.Client
+	if cfg.HTTPClient != nil {
+		hc = *cfg.HTTPClient
+	}
+	c.transport = hc.Transport
+	if c.transport == nil {
+		c.transport = defaultTransport()
+	}
+	// retryablehttp closes the client's idle connections after every
+	// failed request; with one client shared by concurrent requests that
+	// would drop the whole keep-alive pool on each 429 that exhausts its
+	// retries. The shield hides CloseIdleConnections from it.
+	hc.Transport = idleShield{c.transport}
+	hc.Timeout = timeout
+	hc.CheckRedirect = checkRedirect
+	c.http = &hc
+
+	c.auth, err = newTokenSource(cfg.Auth, c)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// CloseIdleConnections closes the idle connections of the transport.
+func (c *Client) CloseIdleConnections() {
+	type closeIdler interface{ CloseIdleConnections() }
+	if t, ok := c.transport.(closeIdler); ok {
+		t.CloseIdleConnections()
+	}
+}
+
+func parseBase(raw string) (*url.URL, error) {
+	if strings.TrimSpace(raw) == "" {
+		return nil, errors.New("ehr: BaseURL is required")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("ehr: BaseURL: %w", err)
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, errors.New("ehr: BaseURL must be an http or https URL")
+	case u.Host == "":
+		return nil, errors.New("ehr: BaseURL has no host")
+	case u.User != nil:
+		return nil, errors.New("ehr: BaseURL must not carry user info; use Auth")
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
+		return nil, errors.New("ehr: BaseURL must not have a query or fragment")
+	}
+	u.Path = strings.TrimRight(u.Path, "/")
+	u.RawPath = strings.TrimRight(u.RawPath, "/")
+	return u, nil
+}
+
+func defaultTransport() http.RoundTripper {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	// The engine sends many concurrent requests to one host.
+	t.MaxIdleConns = 100
+	t.MaxIdleConnsPerHost = 64
+	return t
+}
+
+// idleShield hides the transport's CloseIdleConnections (see New).
+type idleShield struct{ rt http.RoundTripper }
+
+func (s idleShield) RoundTrip(r *http.Request) (*http.Response, error) { return s.rt.RoundTrip(r) }
+
+var errTooManyRedirects = errors.New("too many redirects")
+
+// checkRedirect follows redirects of GET and HEAD only (up to 10): a
+// redirected write could change method or lose its body. Other redirects
+// come back as 3xx responses, which Do rejects.
+func checkRedirect(req *http.Request, via []*http.Request) error {
+	if m := via[0].Method; m != http.MethodGet && m != http.MethodHead {
+		return http.ErrUseLastResponse
+	}
+	if len(via) >= 10 {
+		return errTooManyRedirects
+	}
+	return nil
+}
+
+// Do sends one request, with short retries and authentication. It returns
+// a *Response for a 2xx answer; otherwise a *RejectedError, a
+// *TransientError, an *AuthError, or the context's error wrapped. Errors
+// never contain the query string of req.Path.
+func (c *Client) Do(ctx context.Context, req Request) (*Response, error) {
+	return c.do(ctx, req, c.retryMax)
+}
+
+func (c *Client) do(ctx context.Context, req Request, retryMax int) (*Response, error) {
+	u, logPath, err := c.resolve(req.Path)
+	if err != nil {
+		return nil, err
+	}
+	if req.ResourceType == "" {
+		first, _, _ := strings.Cut(strings.TrimLeft(req.Path, "/"), "/")
+		first, _, _ = strings.Cut(first, "?")
+		req.ResourceType = first
+	}
+	return c.doURL(ctx, req, u, logPath, retryMax)
+}
+
+// doURL is Do for an absolute URL (search next links).
+func (c *Client) doURL(ctx context.Context, req Request, u *url.URL, logPath string, retryMax int) (*Response, error) {
+	header, err := c.header(req)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("ehr: %s %s: %w", req.Method, logPath, err)
+	}
+	spec := sendSpec{
+		method:   req.Method,
+		u:        u,
+		logPath:  logPath,
+		label:    label(req.ResourceType),
+		body:     req.Body,
+		retryMax: retryMax,
+		report:   true,
+	}
+	var stale string
+	for try := 0; ; try++ {
+		tok, err := c.auth.token(ctx, stale)
+		if err != nil {
+			return nil, err
+		}
+		spec.header = header
+		if tok != "" {
+			spec.header = header.Clone()
+			spec.header.Set("Authorization", "Bearer "+tok)
+		}
+		raw, err := c.send(ctx, spec)
+		if err != nil {
+			if te := (*TransientError)(nil); errors.As(err, &te) {
+				te.Method, te.ResourceType = req.Method, req.ResourceType
+			}
+			return nil, err
+		}
+		if raw.status == http.StatusUnauthorized {
+			if try == 0 && c.auth.refreshable() {
+				stale = tok
+				continue
+			}
+			return nil, &AuthError{Status: raw.status, Reason: "unauthorized", Method: req.Method, ResourceType: req.ResourceType}
+		}
+		return c.outcome(req, raw)
+	}
+}
+
+var methods = map[string]bool{
+	http.MethodGet: true, http.MethodPost: true, http.MethodPut: true,
+	http.MethodPatch: true, http.MethodDelete: true, http.MethodHead: true,
+}
+
+func (c *Client) header(req Request) (http.Header, error) {
+	if !methods[req.Method] {
+		return nil, fmt.Errorf("%w: method %q", ErrInvalidRequest, safeCode(req.Method))
+	}
+	h := http.Header{}
+	h.Set("Accept", "application/fhir+json")
+	h.Set("User-Agent", c.userAgent)
+	if len(req.Body) > 0 {
+		h.Set("Content-Type", "application/fhir+json")
+	}
+	if v := req.IfMatch; v != "" {
+		if !strings.HasPrefix(v, `W/"`) {
+			if strings.ContainsRune(v, '"') {
+				return nil, fmt.Errorf("%w: If-Match version has a quote", ErrInvalidRequest)
+			}
+			v = `W/"` + v + `"`
+		}
+		if checkHeaderValue(v) != nil {
+			return nil, fmt.Errorf("%w: If-Match has control characters", ErrInvalidRequest)
+		}
+		h.Set("If-Match", v)
+	}
+	if v := req.IfNoneExist; v != "" {
+		if checkHeaderValue(v) != nil {
+			return nil, fmt.Errorf("%w: If-None-Exist has control characters", ErrInvalidRequest)
+		}
+		h.Set("If-None-Exist", v)
+	}
+	if v := req.Prefer; v != "" {
+		if checkHeaderValue(v) != nil {
+			return nil, fmt.Errorf("%w: Prefer has control characters", ErrInvalidRequest)
+		}
+		h.Set("Prefer", v)
+	}
+	return h, nil
+}
+
+func checkHeaderValue(v string) error {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 && c != '\t' || c == 0x7f {
+			return ErrInvalidRequest
+		}
+	}
+	return nil
+}
+
+// label is the resource type label for hooks: a resource type name, or
+// "other".
+func label(resourceType string) string {
+	if isResourceType(resourceType) {
+		return resourceType
+	}
+	return "other"
+}
+
+// outcome turns a non-401 answer into a Response or a RejectedError.
+func (c *Client) outcome(req Request, raw *rawResponse) (*Response, error) {
+	if raw.status < 200 || raw.status > 299 {
+		return nil, &RejectedError{
+			Status:       raw.status,
+			Method:       req.Method,
+			ResourceType: req.ResourceType,
+			IfMatch:      req.IfMatch,
+			Issues:       parseOutcome(raw.body),
+		}
+	}
+	r := &Response{Status: raw.status, Body: raw.body}
+	if res, ok := parseResource(raw.body); ok && res.ResourceType != "OperationOutcome" && res.ResourceType != "Bundle" &&
+		(req.ResourceType == "" || res.ResourceType == req.ResourceType) {
+		r.ID, r.Version, r.LastModified = res.ID, res.version(), res.lastUpdated()
+	}
+	r.Location = raw.header.Get("Location")
+	if r.Location == "" {
+		r.Location = raw.header.Get("Content-Location")
+	}
+	if _, id, v := parseLocation(r.Location); id != "" {
+		r.ID = id
+		if v != "" {
+			r.Version = v
+		}
+	}
+	if v := parseETag(raw.header.Get("ETag")); v != "" {
+		r.Version = v
+	}
+	if lm := raw.header.Get("Last-Modified"); lm != "" {
+		if t, err := http.ParseTime(lm); err == nil {
+			r.LastModified = t
+		}
+	}
+	return r, nil
+}
+
+// resolve joins a request path to the base URL. logPath is the path with
+// any query replaced by "?…", safe for errors and logs.
+func (c *Client) resolve(path string) (u *url.URL, logPath string, err error) {
+	p, q, hasQuery := strings.Cut(path, "?")
+	p = strings.TrimLeft(p, "/")
+	logPath = "/" + p
+	if hasQuery {
+		logPath += "?…"
+	}
+	if strings.Contains(p, "://") {
+		return nil, "", fmt.Errorf("%w: path is an absolute URL", ErrInvalidRequest)
+	}
+	for _, seg := range strings.Split(p, "/") {
+		if seg == "." || seg == ".." {
+			return nil, "", fmt.Errorf("%w: path %s leaves the base URL", ErrInvalidRequest, logPath)
+		}
+	}
+	s := c.baseStr
+	if p != "" {
+		s += "/" + escape(p, false)
+	}
+	if hasQuery {
+		s += "?" + escape(q, true)
+	}
+	u, err = url.Parse(s)
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: path %s does not form a URL", ErrInvalidRequest, logPath)
+	}
+	return u, logPath, nil
+}
+
+// escape percent-encodes the bytes not allowed in a URL path (or query):
+// existing %XX escapes and allowed characters are kept, so an encoded
+// query is not encoded twice.
+func escape(s string, query bool) string {
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]):
+			b.WriteByte(c)
+		case c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9':
+			b.WriteByte(c)
+		case strings.IndexByte("-._~!$&'()*+,;=:@/", c) >= 0, query && c == '?':
+			b.WriteByte(c)
+		default:
+			const hex = "0123456789ABCDEF"
+			b.WriteByte('%')
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&15])
+		}
+	}
+	return b.String()
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+// sendSpec is one logical request for send.
+type sendSpec struct {
+	method   string
+	u        *url.URL
+	logPath  string // for logs and errors
+	label    string // resource type label for hooks
+	header   http.Header
+	body     []byte
+	retryMax int
+	report   bool // call Hooks.OnRequest for each attempt
+}
+
+type rawResponse struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// send makes one logical request through retryablehttp, without
+// authentication. It returns the final response (any status but the
+// retried ones, whose last occurrence becomes a *TransientError), a
+// *TransientError, or the context's error wrapped.
+func (c *Client) send(ctx context.Context, s sendSpec) (*rawResponse, error) {
+	a := &attempts{c: c, spec: &s}
+	rc := &retryablehttp.Client{
+		HTTPClient:     c.http,
+		Logger:         nil, // its logger prints full URLs; we log in the hooks below
+		RetryWaitMin:   c.waitMin,
+		RetryWaitMax:   c.waitMax,
+		RetryMax:       s.retryMax,
+		RequestLogHook: a.begin,
+		CheckRetry:     a.checkRetry,
+		Backoff:        a.backoff,
+		ErrorHandler:   a.giveUp,
+	}
+	// The request is made on the URL without its query, so that nothing
+	// retryablehttp or net/http might print carries it, then pointed at
+	// the full URL.
+	bare := *s.u
+	bare.RawQuery = ""
+	var body any
+	if len(s.body) > 0 {
+		body = s.body
+	}
+	req, err := retryablehttp.NewRequestWithContext(ctx, s.method, bare.String(), body)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s %s", ErrInvalidRequest, s.method, s.logPath)
+	}
+	req.URL = s.u
+	req.Host = s.u.Host
+	for k, v := range s.header {
+		req.Header[k] = v
+	}
+	req.SetResponseHandler(a.readBody)
+
+	resp, err := rc.Do(req)
+	if err != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			return nil, fmt.Errorf("ehr: %s %s: %w", s.method, s.logPath, cerr)
+		}
+		if te := (*TransientError)(nil); errors.As(err, &te) {
+			return nil, te
+		}
+		// Not expected (giveUp makes every failure a TransientError),
+		// but never let an error that may hold the URL through.
+		return nil, &TransientError{Reason: "connection", Attempts: a.n}
+	}
+	resp.Body.Close() // read by readBody already
+	return &rawResponse{status: resp.StatusCode, header: resp.Header, body: a.body}, nil
+}
+
+// attempts is the state of one send across its HTTP attempts. The
+// retryablehttp callbacks of one Do run sequentially.
+type attempts struct {
+	c          *Client
+	spec       *sendSpec
+	n          int // attempt number, 1-based
+	start      time.Time
+	reported   bool
+	body       []byte
+	status     int           // status of the current attempt, 0 if none
+	reason     string        // why the current attempt failed, "" if it did not
+	retryAfter time.Duration // Retry-After of the current attempt
+	retry      bool          // whether the failure is worth a short retry
+}
+
+func (a *attempts) begin(_ retryablehttp.Logger, _ *http.Request, i int) {
+	a.n = i + 1
+	a.start = a.c.now()
+	a.reported = false
+	a.body = nil
+	a.status, a.reason, a.retryAfter = 0, "", 0
+}
+
+var errResponseTooLarge = errors.New("response body too large")
+
+// readBody reads the body inside the attempt, so a connection lost while
+// reading is retried like one lost before the headers.
+func (a *attempts) readBody(resp *http.Response) error {
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
+	if err != nil {
+		return err
+	}
+	if len(b) > maxResponseBytes {
+		return errResponseTooLarge
+	}
+	a.body = b
+	return nil
+}
+
+func (a *attempts) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
+	if !a.reported {
+		a.reported = true
+		status := 0
+		if resp != nil {
+			status = resp.StatusCode
+		}
+		elapsed := a.c.now().Sub(a.start)
+		if a.spec.report && a.c.hooks.OnRequest != nil {
+			a.c.hooks.OnRequest(a.spec.label, a.spec.method, status, elapsed)
+		}
+		a.c.log.Debug("ehr request", "method", a.spec.method, "path", a.spec.logPath,
+			"status", status, "attempt", a.n, "elapsed", elapsed)
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		return false, cerr
+	}
+	if err != nil {
+		if resp != nil {
+			a.status = resp.StatusCode
+		}
+		if errors.Is(err, errResponseTooLarge) {
+			a.reason, a.retry = "response_too_large", false
+			return false, err
+		}
+		a.reason, a.retry = transportReason(err)
+		return a.retry, nil
+	}
+	a.status = resp.StatusCode
+	if retryableStatus(resp.StatusCode) {
+		a.reason, a.retry = statusReason(resp.StatusCode), true
+		a.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), a.c.now())
+		return true, nil
+	}
+	a.reason, a.retry, a.retryAfter = "", false, 0
+	return false, nil
+}
+
+// retryableStatus reports the statuses retried: 408, 429 and every 5xx
+// but 501 Not Implemented and 505 HTTP Version Not Supported.
+func retryableStatus(status int) bool {
+	switch {
+	case status == http.StatusRequestTimeout, status == http.StatusTooManyRequests:
+		return true
+	case status == http.StatusNotImplemented, status == http.StatusHTTPVersionNotSupported:
+		return false
+	}
+	return status >= 500 && status <= 599
+}
+
+// transportReason classifies an error of an HTTP attempt (no response, or
+// the body lost) and says whether a short retry may help.
+func transportReason(err error) (reason string, retry bool) {
+	var (
+		verr *tls.CertificateVerificationError
+		uerr x509.UnknownAuthorityError
+		herr x509.HostnameError
+		cerr x509.CertificateInvalidError
+		rerr tls.RecordHeaderError
+		nerr net.Error
+		derr *net.DNSError
+	)
+	switch {
+	case errors.As(err, &verr), errors.As(err, &uerr), errors.As(err, &herr), errors.As(err, &cerr):
+		return "tls_certificate", false
+	case errors.As(err, &rerr):
+		return "tls", false
+	case errors.Is(err, errTooManyRedirects):
+		return "redirect", false
+	case errors.As(err, &derr):
+		if derr.IsTimeout {
+			return "timeout", true
+		}
+		return "dns", true
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded),
+		errors.As(err, &nerr) && nerr.Timeout():
+		return "timeout", true
+	}
+	return "connection", true
+}
+
+// parseRetryAfter reads a Retry-After header: delay seconds or an HTTP
+// date. It returns 0 when absent or unreadable, at most maxRetryAfter.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	var d time.Duration
+	if n, err := parseUint(v); err == nil {
+		if n > int64(maxRetryAfter/time.Second) {
+			return maxRetryAfter
+		}
+		d = time.Duration(n) * time.Second
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = t.Sub(now)
+	}
+	if d < 0 {
+		return 0
+	}
+	return min(d, maxRetryAfter)
+}
+
+func parseUint(s string) (int64, error) {
+	if s == "" || len(s) > 18 {
+		return 0, errors.New("not a number")
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, errors.New("not a number")
+		}
+		n = n*10 + int64(s[i]-'0')
+	}
+	return n, nil
+}
+
+// backoff is called by retryablehttp only when it is about to retry.
+func (a *attempts) backoff(lo, hi time.Duration, attemptNum int, _ *http.Response) time.Duration {
+	var wait time.Duration
+	if a.retryAfter > 0 {
+		wait = min(a.retryAfter, hi)
+	} else {
+		wait = jitter(lo, hi, attemptNum)
+	}
+	if a.c.hooks.OnRetry != nil {
+		a.c.hooks.OnRetry(a.reason)
+	}
+	a.c.log.Debug("ehr retry", "method", a.spec.method, "path", a.spec.logPath,
+		"reason", a.reason, "attempt", a.n, "wait", wait)
+	return wait
+}
+
+// jitter returns a wait drawn in [d/2, d] for d = lo·2^n capped at hi.
+func jitter(lo, hi time.Duration, n int) time.Duration {
+	d := hi
+	if n < 32 {
+		if e := lo << n; e > 0 && e < hi {
+			d = e
+		}
+	}
+	if d <= 1 {
+		return d
+	}
+	half := d / 2
+	return half + rand.N(d-half+1)
+}
+
+// giveUp replaces retryablehttp's "giving up" error, which carries the
+// URL, with a *TransientError. (When the caller's context is done, send
+// returns the context's error instead.)
+func (a *attempts) giveUp(resp *http.Response, _ error, n int) (*http.Response, error) {
+	if resp != nil {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+	}
+	reason := a.reason
+	if reason == "" {
+		reason = "connection"
+	}
+	return nil, &TransientError{
+		Status:     a.status,
+		Reason:     reason,
+		RetryAfter: a.retryAfter,
+		Attempts:   n,
+	}
+}
