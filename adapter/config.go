@@ -1,0 +1,551 @@
+package adapter
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/ketamine-fhir/ketamine-fhir/mapping"
+)
+
+// EnvPrefix prefixes the environment variables that override config keys:
+// ehr.base_url is overridden by KETAMINE_FHIR_EHR_BASE_URL.
+const EnvPrefix = "KETAMINE_FHIR_"
+
+// Config is the adapter's whole configuration, one YAML file documented
+// field by field in configs/default.yaml. Start from DefaultConfig (or
+// LoadConfig, which starts from it) so unset keys keep their defaults.
+type Config struct {
+	// Store is where the outbox lives: "sqlite:PATH". Defaults to
+	// "sqlite:ketamine-fhir.db".
+	Store string `yaml:"store"`
+	// EHR is the receiving EHR and how to talk to it.
+	EHR EHRConfig `yaml:"ehr"`
+	// Patients says what to do with patients unknown to the EHR.
+	Patients PatientsConfig `yaml:"patients"`
+	// Sync tunes delivery.
+	Sync SyncConfig `yaml:"sync"`
+	// API configures the HTTP API of `serve`.
+	API APIConfig `yaml:"api"`
+	// Log configures logging.
+	Log LogConfig `yaml:"log"`
+	// Mapping holds the clinic's identifier systems, formulary, code lists,
+	// limits and time zone; its keys sit at the top level of the file.
+	Mapping mapping.Config `yaml:",inline"`
+}
+
+// EHRConfig describes the receiving EHR.
+type EHRConfig struct {
+	// BaseURL is the EHR's FHIR base. Defaults to
+	// "http://127.0.0.1:8090/fhir/R4" (`ketamine-fhir ehr`).
+	BaseURL string `yaml:"base_url"`
+	// Timeout bounds one HTTP attempt. Defaults to 30s.
+	Timeout Duration `yaml:"timeout"`
+	// RetryMax is the number of short retries inside one request before the
+	// record goes back to the outbox. Defaults to 3.
+	RetryMax int `yaml:"retry_max"`
+	// RetryWaitMax caps the backoff between short retries and any
+	// Retry-After the EHR asks for. Defaults to 30s.
+	RetryWaitMax Duration `yaml:"retry_wait_max"`
+	// Auth says how to authenticate.
+	Auth AuthConfig `yaml:"auth"`
+	// WriteStrategy maps a FHIR resource type (or "default") to
+	// "conditional-update", "conditional-create" or "transaction". Defaults
+	// to conditional-update for every type.
+	WriteStrategy map[string]string `yaml:"write_strategy"`
+}
+
+// AuthConfig says how to authenticate to the EHR. Secrets accept ${ENV}
+// and file: references.
+type AuthConfig struct {
+	// Mode is "none", "bearer", "client-secret" or "smart-backend".
+	// Defaults to "none".
+	Mode string `yaml:"mode"`
+	// Token is the static bearer token (mode bearer). Secret.
+	Token string `yaml:"token" secret:"true"`
+	// ClientID is the OAuth2 client id.
+	ClientID string `yaml:"client_id"`
+	// ClientSecret is the OAuth2 client secret (mode client-secret). Secret.
+	ClientSecret string `yaml:"client_secret" secret:"true"`
+	// PrivateKey is the PEM private key (mode smart-backend), normally a
+	// file: reference. Secret.
+	PrivateKey string `yaml:"private_key" secret:"true"`
+	// KeyID is the "kid" of the key registered with the EHR.
+	KeyID string `yaml:"key_id"`
+	// Scopes are space-separated scopes, e.g. "system/*.write".
+	Scopes string `yaml:"scopes"`
+	// TokenURL is the token endpoint; empty means discover it from
+	// BaseURL/.well-known/smart-configuration.
+	TokenURL string `yaml:"token_url"`
+}
+
+// PatientsConfig says what to do with a patient the EHR does not know.
+type PatientsConfig struct {
+	// Create creates unknown patients in the EHR (true) or holds their
+	// records as waiting until the EHR knows the MRN (false). Defaults to
+	// true.
+	Create bool `yaml:"create"`
+}
+
+// SyncConfig tunes delivery.
+type SyncConfig struct {
+	// Concurrency is the most requests in flight to the EHR. Defaults to 8.
+	Concurrency int `yaml:"concurrency"`
+	// BatchSize is how many rows one claim leases. Defaults to 64.
+	BatchSize int `yaml:"batch_size"`
+	// Lease is how long a claimed row stays leased; a crashed worker's rows
+	// come back after it. Defaults to 2m.
+	Lease Duration `yaml:"lease"`
+	// RetryMin and RetryMax bound the outbox backoff between attempts of a
+	// record (doubling from RetryMin, with jitter). Defaults to 1s and 5m.
+	RetryMin Duration `yaml:"retry_min"`
+	RetryMax Duration `yaml:"retry_max"`
+	// Deadline bounds one `sync` run; 0 means until nothing is pending or
+	// retrying. Defaults to 0.
+	Deadline Duration `yaml:"deadline"`
+	// PollInterval is how often `serve` looks for new work when idle.
+	// Defaults to 1s.
+	PollInterval Duration `yaml:"poll_interval"`
+	// HeldRecheck is how often `serve` re-checks records held for a patient
+	// the EHR does not know. Defaults to 15m.
+	HeldRecheck Duration `yaml:"held_recheck"`
+	// ShutdownTimeout bounds the wait for in-flight deliveries on SIGTERM.
+	// Defaults to 30s.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+}
+
+// APIConfig configures the HTTP API of `serve`.
+type APIConfig struct {
+	// Addr is where the API listens. Defaults to "127.0.0.1:8080".
+	Addr string `yaml:"addr"`
+	// Token is the bearer token every /v1 call must carry. Secret; required
+	// by serve.
+	Token string `yaml:"token" secret:"true"`
+	// MaxBodyBytes caps a request body. Defaults to 10 MiB.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// TLSCert and TLSKey are PEM files; both set turns TLS on.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+	// ReadyTimeout bounds the EHR check of /readyz. Defaults to 2s.
+	ReadyTimeout Duration `yaml:"ready_timeout"`
+}
+
+// LogConfig configures logging.
+type LogConfig struct {
+	// Format is "json", "text" or "auto" (text on a terminal, JSON
+	// otherwise). Defaults to "auto".
+	Format string `yaml:"format"`
+	// Level is "debug", "info", "warn" or "error". Defaults to "info".
+	Level string `yaml:"level"`
+}
+
+// Duration is a time.Duration written as "30s" in YAML.
+type Duration time.Duration
+
+// UnmarshalYAML reads a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (like 30s or 5m)", n.Line, s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes the duration as a string.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// DefaultConfig returns the defaults documented on each field.
+func DefaultConfig() *Config {
+	return &Config{
+		Store: "sqlite:ketamine-fhir.db",
+		EHR: EHRConfig{
+			BaseURL:      "http://127.0.0.1:8090/fhir/R4",
+			Timeout:      Duration(30 * time.Second),
+			RetryMax:     3,
+			RetryWaitMax: Duration(30 * time.Second),
+			Auth:         AuthConfig{Mode: "none"},
+		},
+		Patients: PatientsConfig{Create: true},
+		Sync: SyncConfig{
+			Concurrency: 8, BatchSize: 64,
+			Lease:    Duration(2 * time.Minute),
+			RetryMin: Duration(time.Second), RetryMax: Duration(5 * time.Minute),
+			PollInterval:    Duration(time.Second),
+			HeldRecheck:     Duration(15 * time.Minute),
+			ShutdownTimeout: Duration(30 * time.Second),
+		},
+		API: APIConfig{
+			Addr: "127.0.0.1:8080", MaxBodyBytes: 10 << 20,
+			ReadyTimeout: Duration(2 * time.Second),
+		},
+		Log:     LogConfig{Format: "auto", Level: "info"},
+		Mapping: *mapping.DefaultConfig(),
+	}
+}
+
+// ConfigError lists every problem of a configuration, each naming its key.
+type ConfigError struct {
+	Problems []string
+}
+
+func (e *ConfigError) Error() string {
+	return "config: " + strings.Join(e.Problems, "; ")
+}
+
+// LoadConfig reads the YAML file at path (an empty path means defaults
+// only), applies KETAMINE_FHIR_* environment overrides, resolves ${ENV} and
+// file: references, and validates the result. getenv is os.Getenv in
+// production. Unknown keys are errors. Every problem is reported at once in
+// a *ConfigError.
+func LoadConfig(path string, getenv func(string) string) (*Config, error) {
+	cfg := DefaultConfig()
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, &ConfigError{Problems: []string{fmt.Sprintf("reading %s: %v", path, errors.Unwrap(err))}}
+		}
+		if err := decodeYAML(data, cfg); err != nil {
+			return nil, &ConfigError{Problems: []string{fmt.Sprintf("%s: %v", path, err)}}
+		}
+	}
+	var problems []string
+	problems = append(problems, applyEnv(reflect.ValueOf(cfg).Elem(), nil, getenv)...)
+	problems = append(problems, resolveRefs(reflect.ValueOf(cfg).Elem(), nil, getenv)...)
+	if err := cfg.Validate(); err != nil {
+		var ce *ConfigError
+		if errors.As(err, &ce) {
+			problems = append(problems, ce.Problems...)
+		} else {
+			problems = append(problems, err.Error())
+		}
+	}
+	if len(problems) > 0 {
+		return nil, &ConfigError{Problems: problems}
+	}
+	return cfg, nil
+}
+
+func decodeYAML(data []byte, cfg *Config) error {
+	// Maps given in the file replace the defaults rather than merging into
+	// them, so a clinic's formulary is exactly what it wrote.
+	var probe map[string]any
+	if err := yaml.Unmarshal(data, &probe); err != nil {
+		return err
+	}
+	for key, field := range map[string]any{
+		"formulary": &cfg.Mapping.Formulary, "adverse_events": &cfg.Mapping.AdverseEvents,
+		"not_done_reasons": &cfg.Mapping.NotDoneReasons,
+	} {
+		if _, ok := probe[key]; ok {
+			reflect.ValueOf(field).Elem().SetZero()
+		}
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && err.Error() != "EOF" {
+		return err
+	}
+	return nil
+}
+
+// applyEnv sets every scalar field whose KETAMINE_FHIR_<PATH> variable is
+// set.
+func applyEnv(v reflect.Value, path []string, getenv func(string) string) []string {
+	var problems []string
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, inline := yamlName(f)
+		if name == "-" {
+			continue
+		}
+		fv := v.Field(i)
+		p := path
+		if !inline {
+			p = append(append([]string(nil), path...), name)
+		}
+		if fv.Kind() == reflect.Struct {
+			problems = append(problems, applyEnv(fv, p, getenv)...)
+			continue
+		}
+		env := EnvPrefix + strings.ToUpper(strings.Join(p, "_"))
+		raw := getenv(env)
+		if raw == "" {
+			continue
+		}
+		if err := setScalar(fv, raw); err != nil {
+			problems = append(problems, fmt.Sprintf("%s (from %s): %v", strings.Join(p, "."), env, err))
+		}
+	}
+	return problems
+}
+
+func yamlName(f reflect.StructField) (name string, inline bool) {
+	tag := f.Tag.Get("yaml")
+	parts := strings.Split(tag, ",")
+	for _, o := range parts[1:] {
+		if o == "inline" {
+			return "", true
+		}
+	}
+	if parts[0] == "" {
+		return strings.ToLower(f.Name), false
+	}
+	return parts[0], false
+}
+
+var durationType = reflect.TypeOf(Duration(0))
+
+func setScalar(fv reflect.Value, raw string) error {
+	if fv.Type() == durationType {
+		d, err := time.ParseDuration(raw)
+		if err != nil {
+			return fmt.Errorf("%q is not a duration", raw)
+		}
+		fv.SetInt(int64(d))
+		return nil
+	}
+	switch fv.Kind() {
+	case reflect.String:
+		fv.SetString(raw)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(raw)
+		if err != nil {
+			return fmt.Errorf("%q is not true or false", raw)
+		}
+		fv.SetBool(b)
+	case reflect.Int, reflect.Int64:
+		n, err := strconv.ParseInt(raw, 10, 64)
+		if err != nil {
+			return fmt.Errorf("%q is not a whole number", raw)
+		}
+		fv.SetInt(n)
+	case reflect.Float64:
+		x, err := strconv.ParseFloat(raw, 64)
+		if err != nil {
+			return fmt.Errorf("%q is not a number", raw)
+		}
+		fv.SetFloat(x)
+	default:
+		return fmt.Errorf("cannot be set from the environment")
+	}
+	return nil
+}
+
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}`)
+
+// resolveRefs expands ${VAR} and ${VAR:default} in every string field and
+// reads file: references in secret fields. Values are never echoed in
+// problems.
+func resolveRefs(v reflect.Value, path []string, getenv func(string) string) []string {
+	var problems []string
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, inline := yamlName(f)
+		fv := v.Field(i)
+		p := path
+		if !inline {
+			p = append(append([]string(nil), path...), name)
+		}
+		key := strings.Join(p, ".")
+		switch fv.Kind() {
+		case reflect.Struct:
+			problems = append(problems, resolveRefs(fv, p, getenv)...)
+		case reflect.String:
+			s := fv.String()
+			var missing []string
+			s = envRef.ReplaceAllStringFunc(s, func(m string) string {
+				sub := envRef.FindStringSubmatch(m)
+				if val := getenv(sub[1]); val != "" {
+					return val
+				}
+				if strings.Contains(m, ":") {
+					return sub[2]
+				}
+				missing = append(missing, sub[1])
+				return ""
+			})
+			for _, name := range missing {
+				problems = append(problems, fmt.Sprintf("%s: environment variable %s is not set", key, name))
+			}
+			if f.Tag.Get("secret") == "true" && strings.HasPrefix(s, "file:") {
+				file := strings.TrimPrefix(s, "file:")
+				data, err := os.ReadFile(file)
+				if err != nil {
+					problems = append(problems, fmt.Sprintf("%s: cannot read %s: %v", key, file, errors.Unwrap(err)))
+					s = ""
+				} else {
+					s = strings.TrimRight(string(data), "\r\n")
+				}
+			}
+			fv.SetString(s)
+		}
+	}
+	return problems
+}
+
+// Validate returns a *ConfigError listing every problem, or nil.
+func (c *Config) Validate() error {
+	var p []string
+	add := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
+	if _, _, err := ParseStore(c.Store); err != nil {
+		add("store: %v", err)
+	}
+	if u, err := url.Parse(c.EHR.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		add("ehr.base_url: must be an absolute http or https URL")
+	}
+	if c.EHR.Timeout <= 0 {
+		add("ehr.timeout: must be positive")
+	}
+	if c.EHR.RetryMax < 0 {
+		add("ehr.retry_max: must not be negative")
+	}
+	if c.EHR.RetryWaitMax <= 0 {
+		add("ehr.retry_wait_max: must be positive")
+	}
+	a := c.EHR.Auth
+	switch a.Mode {
+	case "none":
+	case "bearer":
+		if a.Token == "" {
+			add("ehr.auth.token: required with mode bearer")
+		}
+	case "client-secret":
+		if a.ClientID == "" {
+			add("ehr.auth.client_id: required with mode client-secret")
+		}
+		if a.ClientSecret == "" {
+			add("ehr.auth.client_secret: required with mode client-secret")
+		}
+		if a.TokenURL == "" {
+			add("ehr.auth.token_url: required with mode client-secret")
+		}
+	case "smart-backend":
+		if a.ClientID == "" {
+			add("ehr.auth.client_id: required with mode smart-backend")
+		}
+		if a.PrivateKey == "" {
+			add("ehr.auth.private_key: required with mode smart-backend (a file: reference to a PEM key)")
+		}
+	default:
+		add("ehr.auth.mode: %q is not one of none, bearer, client-secret, smart-backend", a.Mode)
+	}
+	keys := make([]string, 0, len(c.EHR.WriteStrategy))
+	for k := range c.EHR.WriteStrategy {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if _, ok := strategies[c.EHR.WriteStrategy[k]]; !ok {
+			add("ehr.write_strategy.%s: %q is not one of conditional-update, conditional-create, transaction", k, c.EHR.WriteStrategy[k])
+		}
+		if !writeStrategyTypes[k] {
+			add("ehr.write_strategy.%s: not a resource type the adapter writes (default, Patient, MedicationRequest, MedicationAdministration, Observation)", k)
+		}
+	}
+	s := c.Sync
+	if s.Concurrency < 1 || s.Concurrency > 256 {
+		add("sync.concurrency: must be between 1 and 256")
+	}
+	if s.BatchSize < 1 || s.BatchSize > 10000 {
+		add("sync.batch_size: must be between 1 and 10000")
+	}
+	if s.Lease < Duration(time.Second) {
+		add("sync.lease: must be at least 1s")
+	}
+	if s.RetryMin <= 0 || s.RetryMax < s.RetryMin {
+		add("sync.retry_min, sync.retry_max: need 0 < retry_min <= retry_max")
+	}
+	if s.Deadline < 0 {
+		add("sync.deadline: must not be negative")
+	}
+	if s.PollInterval <= 0 || s.HeldRecheck <= 0 || s.ShutdownTimeout <= 0 {
+		add("sync.poll_interval, sync.held_recheck, sync.shutdown_timeout: must be positive")
+	}
+	if c.API.Addr == "" {
+		add("api.addr: required")
+	}
+	if c.API.MaxBodyBytes < 1024 {
+		add("api.max_body_bytes: must be at least 1024")
+	}
+	if (c.API.TLSCert == "") != (c.API.TLSKey == "") {
+		add("api.tls_cert, api.tls_key: set both or neither")
+	}
+	switch c.Log.Format {
+	case "auto", "json", "text":
+	default:
+		add("log.format: %q is not one of auto, json, text", c.Log.Format)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log.level: %q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	if err := c.Mapping.Validate(); err != nil {
+		var me interface{ Unwrap() []error }
+		if errors.As(err, &me) {
+			for _, e := range me.Unwrap() {
+				p = append(p, e.Error())
+			}
+		} else {
+			p = append(p, err.Error())
+		}
+	}
+	if len(p) > 0 {
+		return &ConfigError{Problems: p}
+	}
+	return nil
+}
+
+var strategies = map[string]bool{"conditional-update": true, "conditional-create": true, "transaction": true}
+
+var writeStrategyTypes = map[string]bool{
+	"default": true, "Patient": true, "MedicationRequest": true,
+	"MedicationAdministration": true, "Observation": true,
+}
+
+// Strategy returns the write strategy for a resource type.
+func (c *EHRConfig) Strategy(resourceType string) string {
+	if s, ok := c.WriteStrategy[resourceType]; ok {
+		return s
+	}
+	if s, ok := c.WriteStrategy["default"]; ok {
+		return s
+	}
+	return "conditional-update"
+}
+
+// ParseStore splits a store URL into its driver and the driver's argument:
+// "sqlite:PATH" gives ("sqlite", PATH).
+func ParseStore(s string) (driver, arg string, err error) {
+	driver, arg, ok := strings.Cut(s, ":")
+	if !ok || arg == "" {
+		return "", "", fmt.Errorf("%q is not sqlite:PATH", s)
+	}
+	switch driver {
+	case "sqlite":
+		return driver, arg, nil
+	case "postgres", "postgresql":
+		return "", "", fmt.Errorf("the PostgreSQL driver is not built yet; use sqlite:PATH")
+	}
+	return "", "", fmt.Errorf("unknown store driver %q (want sqlite:PATH)", driver)
+}

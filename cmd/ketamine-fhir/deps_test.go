@@ -1,0 +1,110 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// The import policy (STYLE.md practice 12), checked on the real build
+// graph:
+//   - mapping (and its subpackages) and fhirtest import only the standard
+//     library, google/fhir/go and protobuf (and, for mapping/..., mapping);
+//   - adapter/store and adapter/ehr never import mapping, even indirectly;
+//   - nothing but cmd imports fhirtest outside tests, and nothing imports
+//     cmd;
+//   - arrows point one way: mapping and fhirtest import nothing of adapter.
+const module = "github.com/ketamine-fhir/ketamine-fhir"
+
+type listedPackage struct {
+	ImportPath string
+	Imports    []string
+	Deps       []string
+	Standard   bool
+}
+
+func listPackages(t *testing.T) []listedPackage {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-deps=false", "-json", module+"/...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	var pkgs []listedPackage
+	dec := json.NewDecoder(bytes.NewReader(out))
+	for dec.More() {
+		var p listedPackage
+		if err := dec.Decode(&p); err != nil {
+			t.Fatalf("decoding go list output: %v", err)
+		}
+		pkgs = append(pkgs, p)
+	}
+	if len(pkgs) < 5 {
+		t.Fatalf("go list found only %d packages", len(pkgs))
+	}
+	return pkgs
+}
+
+func isStd(path string) bool {
+	first, _, _ := strings.Cut(path, "/")
+	return !strings.Contains(first, ".")
+}
+
+func under(path, prefix string) bool {
+	return path == prefix || strings.HasPrefix(path, prefix+"/")
+}
+
+func TestImportPolicy(t *testing.T) {
+	fhirLib := []string{"github.com/google/fhir/go", "google.golang.org/protobuf", "github.com/golang/protobuf"}
+	allowedLib := func(imp string) bool {
+		if isStd(imp) {
+			return true
+		}
+		for _, p := range fhirLib {
+			if under(imp, p) {
+				return true
+			}
+		}
+		return false
+	}
+	checked := 0
+	for _, p := range listPackages(t) {
+		switch {
+		case under(p.ImportPath, module+"/mapping"):
+			checked++
+			for _, imp := range p.Imports {
+				if !allowedLib(imp) && !under(imp, module+"/mapping") {
+					t.Errorf("%s imports %s: mapping may import only the standard library, google/fhir/go and protobuf", p.ImportPath, imp)
+				}
+			}
+		case under(p.ImportPath, module+"/fhirtest"):
+			checked++
+			for _, imp := range p.Imports {
+				if !allowedLib(imp) && !under(imp, module+"/fhirtest") {
+					t.Errorf("%s imports %s: fhirtest may import only the standard library, google/fhir/go and protobuf", p.ImportPath, imp)
+				}
+			}
+		case under(p.ImportPath, module+"/adapter/store"), under(p.ImportPath, module+"/adapter/ehr"):
+			checked++
+			for _, dep := range p.Deps {
+				if under(dep, module+"/mapping") {
+					t.Errorf("%s depends on %s: store and ehr must not know mapping", p.ImportPath, dep)
+				}
+			}
+		}
+		if !under(p.ImportPath, module+"/cmd") {
+			for _, imp := range p.Imports {
+				if under(imp, module+"/fhirtest") && !under(p.ImportPath, module+"/fhirtest") {
+					t.Errorf("%s imports %s: only cmd wires fhirtest in", p.ImportPath, imp)
+				}
+				if under(imp, module+"/cmd") {
+					t.Errorf("%s imports %s: nothing imports cmd", p.ImportPath, imp)
+				}
+			}
+		}
+	}
+	if checked < 4 {
+		t.Errorf("checked only %d packages under the policy; the module layout changed?", checked)
+	}
+}

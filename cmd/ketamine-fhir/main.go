@@ -1,0 +1,17 @@
+// Command ketamine-fhir maps a ketamine clinic's local records to FHIR R4
+// and delivers them to an EHR. Run `ketamine-fhir help` for the commands.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
