@@ -66,7 +66,7 @@ func (e *Engine) deliver(ctx context.Context, r store.Record) store.Outcome {
 	}
 	res, err := e.mapper.Map(rec, lk)
 	if err != nil {
-		return store.Outcome{State: store.StateDead, ErrorClass: ClassMapping, ErrorDetail: err.Error()}
+		return e.mappingFailure(rec, err)
 	}
 	e.metrics.Mapped(r.Kind)
 	id, version, err := e.write(ctx, r, res[0], r.EHRID, r.EHRVersion)
@@ -79,7 +79,7 @@ func (e *Engine) deliver(ctx context.Context, r store.Record) store.Outcome {
 			// that its id is known.
 			lk.refs[self] = primaryType(rec.Kind) + "/" + id
 			if res, err = e.mapper.Map(rec, lk); err != nil {
-				return store.Outcome{State: store.StateDead, ErrorClass: ClassMapping, ErrorDetail: err.Error()}
+				return e.mappingFailure(rec, err)
 			}
 		}
 		for _, d := range res[1:] {
@@ -93,6 +93,16 @@ func (e *Engine) deliver(ctx context.Context, r store.Record) store.Outcome {
 		}
 	}
 	return store.Outcome{State: store.StateSynced, EHRID: id, EHRVersion: version}
+}
+
+// mappingFailure turns a mapping error into an outcome: an administration
+// whose order is unknown waits for it; anything else is a dead letter.
+func (e *Engine) mappingFailure(rec *mapping.Record, err error) store.Outcome {
+	if errors.Is(err, mapping.ErrOrderUnknown) && rec.Administration != nil {
+		return store.Outcome{State: store.StateWaiting, WaitKind: string(mapping.KindOrder),
+			WaitID: rec.Administration.OrderID, ErrorClass: ClassDependencyPending}
+	}
+	return store.Outcome{State: store.StateDead, ErrorClass: ClassMapping, ErrorDetail: err.Error()}
 }
 
 // waitOrFail turns a resolution error into an outcome.
@@ -220,7 +230,7 @@ func (e *Engine) updateByID(ctx context.Context, res mapping.Resource, id, versi
 	}
 	req := ehr.Request{Method: http.MethodPut, Path: res.Type + "/" + id, ResourceType: res.Type, Body: body, IfMatch: version}
 	resp, err := e.client.Do(ctx, req)
-	if ehr.Classify(err) == ehr.ClassConflict {
+	if versionConflict(err) {
 		// Someone else changed it: learn the current version and try once
 		// more. Our content wins; the EHR keeps the history.
 		cur, gerr := e.client.Do(ctx, ehr.Request{Method: http.MethodGet, Path: res.Type + "/" + id, ResourceType: res.Type})
@@ -281,4 +291,14 @@ func withID(body []byte, id string) ([]byte, error) {
 		return nil, err
 	}
 	return []byte(`{"id":` + string(quoted) + `,` + strings.TrimPrefix(s, "{")), nil
+}
+
+// versionConflict reports whether err says the If-Match version is stale:
+// 412 as the FHIR spec says, or 409 as some servers answer.
+func versionConflict(err error) bool {
+	if ehr.Classify(err) == ehr.ClassConflict {
+		return true
+	}
+	var rej *ehr.RejectedError
+	return errors.As(err, &rej) && rej.Status == http.StatusConflict && rej.IfMatch != ""
 }

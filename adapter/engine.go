@@ -103,7 +103,7 @@ func New(cfg *Config, st store.Store, opts Options) (*Engine, error) {
 	e.client, err = ehr.New(ehr.Config{
 		BaseURL:      cfg.EHR.BaseURL,
 		Timeout:      cfg.EHR.Timeout.D(),
-		RetryMax:     cfg.EHR.RetryMax,
+		RetryMax:     retryMax(cfg.EHR.RetryMax),
 		RetryWaitMax: cfg.EHR.RetryWaitMax.D(),
 		UserAgent:    "ketamine-fhir",
 		HTTPClient:   opts.HTTPClient,
@@ -588,4 +588,13 @@ func (e *Engine) Rejected(re *mapping.RecordError) {
 	}
 	e.metrics.Received(kind)
 	e.metrics.Rejected(kind, "invalid_record")
+}
+
+// retryMax converts ehr.retry_max (0: no short retries) to the client's
+// convention (0: its default, negative: none).
+func retryMax(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }

@@ -144,7 +144,7 @@ func (e *Engine) prepareTx(ctx context.Context, r store.Record) (txItem, store.O
 	}
 	res, err := e.mapper.Map(rec, lk)
 	if err != nil {
-		return txItem{}, store.Outcome{State: store.StateDead, ErrorClass: ClassMapping, ErrorDetail: err.Error()}, false
+		return txItem{}, e.mappingFailure(rec, err), false
 	}
 	e.metrics.Mapped(r.Kind)
 	item := txItem{row: r}
