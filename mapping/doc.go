@@ -100,4 +100,28 @@
 // Rows whose cells are all empty are skipped. Line numbers are those of
 // the file, the header being line 1; a row with a quoted line break
 // reports the line it starts on.
+//
+// # Mapping to FHIR R4
+//
+// A Mapper (NewMapper) turns a Record into its resources with the R4 protos
+// of google/fhir/go: the primary resource first (Patient,
+// MedicationRequest, MedicationAdministration or a survey Observation),
+// then the resources derived from it (the vital-sign, body-weight and
+// adverse-event Observations of an administration). Each is validated
+// with fhirvalidate.Validate before it is marshalled, and carries a
+// business identifier (Identifier: {Base/kind, local id}, derived ones
+// Base/administration-observation with a stable suffix) that makes writes
+// idempotent. Codes come only from shared/reference/clinical-codes.md;
+// concepts without a verified code (MADRS and QIDS-SR16, products with no
+// verified RxNorm) get a coding in the clinic's own code system plus text.
+// A Lookup tells the mapper how to refer to other records (literal EHR
+// references, urn:uuid inside a Bundle, or logical references by
+// identifier) and gives an administration its order. Map is safe for
+// concurrent use.
+//
+// TransactionBundle, ConditionalUpdate, ConditionalCreate, EntryFor and
+// BundleLookup build transaction Bundles with conditional entries and
+// urn:uuid references (`ketamine-fhir map --bundle`, the transaction write
+// strategy). ValidateJSON validates any FHIR JSON resource or Bundle, entry
+// by entry, with FHIR paths (`ketamine-fhir validate`).
 package mapping

@@ -31,8 +31,8 @@ func (k Kind) Valid() bool {
 type Record struct {
 	// Kind is the record's kind.
 	Kind Kind
-	// Line is the 1-based line (NDJSON) or row (CSV, header excluded+1) the
-	// record came from; zero for records that did not come from a file.
+	// Line is the 1-based physical line of the file the record came from
+	// (for CSV the header is line 1); zero for records not from a file.
 	Line int
 
 	Patient        *Patient
