@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	_ "time/tzdata" // time_zone works on hosts without a zoneinfo database (containers)
 )
 
 func main() {
