@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -91,14 +92,18 @@ func validateFile(ctx context.Context, name string, stdin io.Reader, stdout io.W
 		if err := ctx.Err(); err != nil {
 			return total, invalid, err
 		}
-		for _, res := range mapping.ValidateJSON(doc) {
+		results := mapping.ValidateJSON(doc)
+		// A Bundle's own result comes first with Index -1; a single
+		// resource's Index is 0 and names no entry.
+		bundle := len(results) > 0 && results[0].Index == -1
+		for _, res := range results {
 			total++
 			if res.Valid() {
 				continue
 			}
 			invalid++
 			where := fmt.Sprintf("%s:%d", name, lines[i])
-			if res.Index >= 0 {
+			if bundle && res.Index >= 0 {
 				where += fmt.Sprintf(" entry[%d]", res.Index)
 			}
 			what := res.ResourceType
@@ -110,7 +115,11 @@ func validateFile(ctx context.Context, name string, stdin io.Reader, stdout io.W
 			}
 			var issues []string
 			for _, is := range res.Issues {
-				issues = append(issues, is.Path+": "+is.Message)
+				if is.Path == "" {
+					issues = append(issues, is.Message)
+				} else {
+					issues = append(issues, is.Path+": "+is.Message)
+				}
 			}
 			fmt.Fprintf(stdout, "%s %s: %s\n", where, what, strings.Join(issues, "; "))
 		}
@@ -118,22 +127,14 @@ func validateFile(ctx context.Context, name string, stdin io.Reader, stdout io.W
 	return total, invalid, nil
 }
 
-// isNDJSON reports whether data holds more than one line each starting a
-// JSON object (a pretty-printed document's second line starts with
-// spaces or a quote).
+// isNDJSON reports whether data is NDJSON: more than one line, the first
+// of which is a whole JSON value (a pretty-printed document's first line,
+// "{", is not). Every line is then validated on its own, so one bad line
+// is reported as that line.
 func isNDJSON(data []byte) bool {
-	lines := bytes.Split(data, []byte("\n"))
-	if len(lines) < 2 {
+	first, rest, ok := bytes.Cut(data, []byte("\n"))
+	if !ok || len(bytes.TrimSpace(rest)) == 0 {
 		return false
 	}
-	for _, l := range lines {
-		l = bytes.TrimRight(l, "\r")
-		if len(l) == 0 {
-			continue
-		}
-		if l[0] != '{' || l[len(l)-1] != '}' {
-			return false
-		}
-	}
-	return true
+	return json.Valid(bytes.TrimSpace(first))
 }
