@@ -160,7 +160,9 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return fmt.Errorf("line %d: %q is not a duration (like 30s or 5m)", n.Line, s)
+		// A *yaml.TypeError lets the decoder go on and report the other
+		// problems of the file too.
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %q is not a duration (like 30s or 5m)", n.Line, s)}}
 	}
 	*d = Duration(v)
 	return nil
@@ -223,7 +225,7 @@ func LoadConfig(path string, getenv func(string) string) (*Config, error) {
 			return nil, &ConfigError{Problems: []string{fmt.Sprintf("reading %s: %v", path, errors.Unwrap(err))}}
 		}
 		if err := decodeYAML(data, cfg); err != nil {
-			return nil, &ConfigError{Problems: []string{fmt.Sprintf("%s: %v", path, err)}}
+			return nil, &ConfigError{Problems: yamlProblems(path, err)}
 		}
 	}
 	var problems []string
@@ -548,4 +550,20 @@ func ParseStore(s string) (driver, arg string, err error) {
 		return "", "", fmt.Errorf("the PostgreSQL driver is not built yet; use sqlite:PATH")
 	}
 	return "", "", fmt.Errorf("unknown store driver %q (want sqlite:PATH)", driver)
+}
+
+var unknownField = regexp.MustCompile(`field (\S+) not found in type \S+`)
+
+// yamlProblems splits a YAML decoding error into one problem per key and
+// words unknown keys without Go type names.
+func yamlProblems(path string, err error) []string {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return []string{fmt.Sprintf("%s: %v", path, err)}
+	}
+	out := make([]string, len(te.Errors))
+	for i, e := range te.Errors {
+		out[i] = path + ": " + unknownField.ReplaceAllString(e, "unknown key $1")
+	}
+	return out
 }
