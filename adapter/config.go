@@ -184,6 +184,8 @@ func DefaultConfig() *Config {
 			RetryMax:     3,
 			RetryWaitMax: Duration(30 * time.Second),
 			Auth:         AuthConfig{Mode: "none"},
+			// As configs/default.yaml writes it.
+			WriteStrategy: map[string]string{"default": "conditional-update"},
 		},
 		Patients: PatientsConfig{Create: true},
 		Sync: SyncConfig{

@@ -185,12 +185,22 @@ func (e *Engine) resolve(ctx context.Context, rec *mapping.Record) (*lookup, err
 			lk.refs[dep] = "Patient/" + id
 			continue
 		case err != nil:
+			if ctx.Err() != nil {
+				// Shutting down, not a store failure: the row is
+				// released as canceled.
+				return nil, ctx.Err()
+			}
 			return nil, &ehr.TransientError{Reason: "store"}
 		}
 		if row.EHRID == "" {
 			class := ClassDependencyPending
-			if row.State == store.StateDead {
+			switch {
+			case row.State == store.StateDead:
 				class = ClassDependencyDead
+			case dep.Kind == mapping.KindPatient && row.State == store.StateWaiting && row.ErrorClass == ClassPatientUnknown:
+				// Held with its patient (patients.create false): the
+				// same reason, so RequeueHeld re-checks it too.
+				class = ClassPatientUnknown
 			}
 			return nil, &waitError{dep, class}
 		}

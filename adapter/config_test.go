@@ -1,0 +1,373 @@
+package adapter
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// env is a getenv over a map.
+func env(vars map[string]string) func(string) string {
+	return func(k string) string { return vars[k] }
+}
+
+// writeConfig writes a YAML file into a temporary folder.
+func writeConfig(t *testing.T, yaml string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// configProblems loads a config that must fail and returns its problems.
+func configProblems(t *testing.T, path string, getenv func(string) string) []string {
+	t.Helper()
+	cfg, err := LoadConfig(path, getenv)
+	if err == nil {
+		t.Fatalf("LoadConfig succeeded: %+v", cfg)
+	}
+	var ce *ConfigError
+	if !errors.As(err, &ce) {
+		t.Fatalf("LoadConfig error %T %v, want *ConfigError", err, err)
+	}
+	if len(ce.Problems) == 0 || err.Error() == "" {
+		t.Fatalf("ConfigError without problems: %q", err)
+	}
+	return ce.Problems
+}
+
+// requireProblem fails unless one problem holds every part.
+func requireProblem(t *testing.T, problems []string, parts ...string) {
+	t.Helper()
+	for _, p := range problems {
+		ok := true
+		for _, part := range parts {
+			ok = ok && strings.Contains(p, part)
+		}
+		if ok {
+			return
+		}
+	}
+	t.Errorf("no problem mentions %q in %q", parts, problems)
+}
+
+// TestDefaultYAMLIsDefaultConfig keeps the documented file and the code
+// from drifting apart.
+func TestDefaultYAMLIsDefaultConfig(t *testing.T) {
+	cfg, err := LoadConfig("../configs/default.yaml", env(nil))
+	if err != nil {
+		t.Fatalf("LoadConfig(configs/default.yaml): %v", err)
+	}
+	if want := DefaultConfig(); !reflect.DeepEqual(cfg, want) {
+		t.Errorf("configs/default.yaml and DefaultConfig differ:\nfile: %+v\ncode: %+v", *cfg, *want)
+	}
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Errorf("DefaultConfig does not validate: %v", err)
+	}
+	empty, err := LoadConfig("", env(nil))
+	if err != nil || !reflect.DeepEqual(empty, DefaultConfig()) {
+		t.Errorf("LoadConfig(\"\") = %+v, %v; want the defaults", empty, err)
+	}
+}
+
+func TestLoadConfigUnknownKey(t *testing.T) {
+	for _, tc := range []struct{ name, yaml, key string }{
+		{"nested", "ehr:\n  base_ur: http://ehr.example.org/fhir\n", "base_ur"},
+		{"top level", "stores: sqlite:x.db\n", "stores"},
+		{"mapping", "limits:\n  max_dose: 10\n", "max_dose"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			problems := configProblems(t, writeConfig(t, tc.yaml), env(nil))
+			requireProblem(t, problems, tc.key)
+		})
+	}
+	// Every unknown key of a file at once.
+	problems := configProblems(t, writeConfig(t, "ehr:\n  base_ur: x\nsync:\n  bogus: 1\n"), env(nil))
+	requireProblem(t, problems, "base_ur")
+	requireProblem(t, problems, "bogus")
+}
+
+func TestLoadConfigEnvOverrides(t *testing.T) {
+	path := writeConfig(t, "ehr:\n  base_url: http://file.example.org/fhir\n")
+	cfg, err := LoadConfig(path, env(map[string]string{
+		"KETAMINE_FHIR_EHR_BASE_URL":       "https://ehr.example.org/api/FHIR/R4",
+		"KETAMINE_FHIR_PATIENTS_CREATE":    "false",
+		"KETAMINE_FHIR_SYNC_LEASE":         "1m",
+		"KETAMINE_FHIR_SYNC_CONCURRENCY":   "3",
+		"KETAMINE_FHIR_IDENTIFIERS_BASE":   "https://other.example.org/sid",
+		"KETAMINE_FHIR_LIMITS_MAX_DOSE_MG": "250.5",
+		"KETAMINE_FHIR_STORE":              "sqlite:/var/lib/k/outbox.db",
+	}))
+	if err != nil {
+		t.Fatalf("LoadConfig: %v", err)
+	}
+	want := DefaultConfig()
+	want.EHR.BaseURL = "https://ehr.example.org/api/FHIR/R4"
+	want.Patients.Create = false
+	want.Sync.Lease = Duration(time.Minute)
+	want.Sync.Concurrency = 3
+	want.Mapping.Identifiers.Base = "https://other.example.org/sid"
+	want.Mapping.Limits.MaxDoseMg = 250.5
+	want.Store = "sqlite:/var/lib/k/outbox.db"
+	if !reflect.DeepEqual(cfg, want) {
+		t.Errorf("with overrides:\n got %+v\nwant %+v", *cfg, *want)
+	}
+
+	for _, tc := range []struct{ name, value, key string }{
+		{"KETAMINE_FHIR_SYNC_LEASE", "soon", "sync.lease"},
+		{"KETAMINE_FHIR_PATIENTS_CREATE", "maybe", "patients.create"},
+		{"KETAMINE_FHIR_SYNC_BATCH_SIZE", "lots", "sync.batch_size"},
+	} {
+		problems := configProblems(t, "", env(map[string]string{tc.name: tc.value}))
+		requireProblem(t, problems, tc.key, tc.name)
+	}
+	// An override that parses but is invalid is named by its key.
+	problems := configProblems(t, "", env(map[string]string{"KETAMINE_FHIR_SYNC_LEASE": "10ms"}))
+	requireProblem(t, problems, "sync.lease")
+}
+
+func TestLoadConfigReferences(t *testing.T) {
+	yaml := `
+ehr:
+  base_url: ${EHR_URL:http://127.0.0.1:9/fhir/R4}
+  auth:
+    mode: bearer
+    token: ${EHR_TOKEN}
+api:
+  addr: ${API_HOST:127.0.0.1}:${API_PORT:8080}
+`
+	path := writeConfig(t, yaml)
+	cfg, err := LoadConfig(path, env(map[string]string{"EHR_TOKEN": "tok-123", "API_PORT": "9443"}))
+	if err != nil {
+		t.Fatalf("LoadConfig: %v", err)
+	}
+	if cfg.EHR.Auth.Token != "tok-123" || cfg.EHR.BaseURL != "http://127.0.0.1:9/fhir/R4" || cfg.API.Addr != "127.0.0.1:9443" {
+		t.Errorf("references: token %q base %q addr %q", cfg.EHR.Auth.Token, cfg.EHR.BaseURL, cfg.API.Addr)
+	}
+	cfg, err = LoadConfig(path, env(map[string]string{"EHR_TOKEN": "t", "EHR_URL": "https://ehr.example.org/fhir"}))
+	if err != nil || cfg.EHR.BaseURL != "https://ehr.example.org/fhir" {
+		t.Errorf("a set variable wins over the default: %q, %v", cfg.EHR.BaseURL, err)
+	}
+
+	// A missing variable is named, with the key that needs it.
+	problems := configProblems(t, path, env(nil))
+	requireProblem(t, problems, "ehr.auth.token", "EHR_TOKEN")
+}
+
+func TestLoadConfigFileSecret(t *testing.T) {
+	const secret = "s3cr3t-value-never-printed"
+	dir := t.TempDir()
+	secretPath := filepath.Join(dir, "token")
+	if err := os.WriteFile(secretPath, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := writeConfig(t, "ehr:\n  auth:\n    mode: bearer\n    token: file:"+secretPath+"\napi:\n  token: file:${SECRETS}/token\n")
+	cfg, err := LoadConfig(path, env(map[string]string{"SECRETS": dir}))
+	if err != nil {
+		t.Fatalf("LoadConfig: %v", err)
+	}
+	if cfg.EHR.Auth.Token != secret || cfg.API.Token != secret {
+		t.Errorf("file: secrets read as %q and %q, want the file's content without its newline", cfg.EHR.Auth.Token, cfg.API.Token)
+	}
+
+	// With other problems in the file, the secret is not in the error.
+	bad := writeConfig(t, "ehr:\n  auth:\n    mode: bearer\n    token: file:"+secretPath+"\nlog:\n  level: loud\nsync:\n  concurrency: 0\n")
+	_, err = LoadConfig(bad, env(nil))
+	if err == nil {
+		t.Fatal("LoadConfig of a bad file succeeded")
+	}
+	if strings.Contains(err.Error(), secret) {
+		t.Errorf("the error holds the secret: %q", err)
+	}
+	// A secret file that cannot be read is named by its key.
+	problems := configProblems(t, writeConfig(t, "api:\n  token: file:"+filepath.Join(dir, "missing")+"\n"), env(nil))
+	requireProblem(t, problems, "api.token", "missing")
+	// file: is a secret's reference only: elsewhere it is a plain value.
+	cfg, err = LoadConfig(writeConfig(t, "api:\n  tls_cert: file:x\n  tls_key: file:y\n"), env(nil))
+	if err != nil || cfg.API.TLSCert != "file:x" {
+		t.Errorf("file: in a non-secret key: %q, %v", cfg.API.TLSCert, err)
+	}
+}
+
+func TestLoadConfigEveryProblem(t *testing.T) {
+	yaml := `
+store: mysql:x
+ehr:
+  base_url: not-a-url
+  auth:
+    mode: kerberos
+  write_strategy:
+    default: fire-and-forget
+    Condition: transaction
+sync:
+  concurrency: 0
+  retry_min: 10s
+  retry_max: 1s
+api:
+  tls_cert: cert.pem
+log:
+  level: loud
+`
+	problems := configProblems(t, writeConfig(t, yaml), env(nil))
+	for _, key := range []string{"store: ", "ehr.base_url: ", "ehr.auth.mode: ", "ehr.write_strategy.default: ",
+		"ehr.write_strategy.Condition: ", "sync.concurrency: ", "sync.retry_min", "api.tls_cert", "log.level: "} {
+		found := false
+		for _, p := range problems {
+			found = found || strings.HasPrefix(p, key)
+		}
+		if !found {
+			t.Errorf("no problem names %q: %q", key, problems)
+		}
+	}
+	// Bad durations in the file are all reported too.
+	problems = configProblems(t, writeConfig(t, "sync:\n  lease: soon\n  retry_min: never\n"), env(nil))
+	requireProblem(t, problems, "soon")
+	requireProblem(t, problems, "never")
+}
+
+func TestRetryPolicySchedule(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	now := func() time.Time { return t0 }
+	noJitter := func() float64 { return 0 }
+	for _, tc := range []struct {
+		name       string
+		p          RetryPolicy
+		attempts   int
+		retryAfter time.Duration
+		want       time.Duration
+	}{
+		{"first failure", RetryPolicy{Min: time.Second, Max: 5 * time.Minute}, 1, 0, time.Second},
+		{"second", RetryPolicy{Min: time.Second, Max: 5 * time.Minute}, 2, 0, 2 * time.Second},
+		{"third", RetryPolicy{Min: time.Second, Max: 5 * time.Minute}, 3, 0, 4 * time.Second},
+		{"ninth", RetryPolicy{Min: time.Second, Max: 5 * time.Minute}, 9, 0, 256 * time.Second},
+		{"capped", RetryPolicy{Min: time.Second, Max: 5 * time.Minute}, 10, 0, 5 * time.Minute},
+		{"far beyond the cap", RetryPolicy{Min: time.Second, Max: 5 * time.Minute}, 1000, 0, 5 * time.Minute},
+		{"no attempt yet", RetryPolicy{Min: time.Second, Max: 5 * time.Minute}, 0, 0, time.Second},
+		{"defaults", RetryPolicy{}, 3, 0, 4 * time.Second},
+		{"default cap", RetryPolicy{}, 40, 0, 5 * time.Minute},
+		{"Retry-After wins", RetryPolicy{Min: time.Second, Max: 5 * time.Minute}, 1, 30 * time.Second, 30 * time.Second},
+		{"shorter Retry-After loses", RetryPolicy{Min: time.Second, Max: 5 * time.Minute}, 3, time.Second, 4 * time.Second},
+		{"Retry-After capped", RetryPolicy{Min: time.Second, Max: 5 * time.Minute}, 1, time.Hour, 5 * time.Minute},
+		{"jitter subtracts up to 20%", RetryPolicy{Min: time.Second, Max: 5 * time.Minute, Jitter: func() float64 { return 0.5 }}, 2, 0, 1800 * time.Millisecond},
+		{"jitter does not shorten Retry-After", RetryPolicy{Min: time.Second, Max: 5 * time.Minute, Jitter: func() float64 { return 0.99 }}, 1, 10 * time.Second, 10 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := tc.p
+			p.Now = now
+			if p.Jitter == nil {
+				p.Jitter = noJitter
+			}
+			if got := p.Next(tc.attempts, tc.retryAfter).Sub(t0); got != tc.want {
+				t.Errorf("Next(%d, %v) = now+%v, want now+%v", tc.attempts, tc.retryAfter, got, tc.want)
+			}
+		})
+	}
+	// Without an injected jitter the delay stays within [80%, 100%].
+	p := RetryPolicy{Min: time.Second, Max: time.Minute, Now: now}
+	for i := 0; i < 100; i++ {
+		if d := p.Next(3, 0).Sub(t0); d < 3200*time.Millisecond || d > 4*time.Second {
+			t.Fatalf("Next(3) with random jitter = now+%v, want within [3.2s, 4s]", d)
+		}
+	}
+}
+
+func TestLimiterAIMD(t *testing.T) {
+	l := newLimiter(8)
+	if l.current() != 8 {
+		t.Fatalf("initial limit %d, want 8", l.current())
+	}
+	for _, want := range []int{4, 2, 1, 1} {
+		l.throttled()
+		if got := l.current(); got != want {
+			t.Fatalf("after a 429 the limit is %d, want %d", got, want)
+		}
+	}
+	// Additive increase: as many successes as the current limit add one.
+	for _, want := range []int{2, 3, 4, 5, 6, 7, 8} {
+		for i := 0; i < want-1; i++ {
+			if got := l.current(); got != want-1 {
+				t.Fatalf("after %d successes the limit is %d, want %d", i, got, want-1)
+			}
+			l.succeeded()
+		}
+		if got := l.current(); got != want {
+			t.Fatalf("the limit grew to %d, want %d", got, want)
+		}
+	}
+	for i := 0; i < 100; i++ {
+		l.succeeded()
+	}
+	if got := l.current(); got != 8 {
+		t.Fatalf("the limit grew beyond its maximum: %d", got)
+	}
+	// A 429 in the middle resets the run of successes.
+	l.throttled() // 4
+	l.succeeded()
+	l.succeeded()
+	l.succeeded()
+	l.throttled() // 2
+	l.succeeded()
+	if got := l.current(); got != 2 {
+		t.Fatalf("limit %d after 429, 1 success; want 2", got)
+	}
+}
+
+func TestLimiterBlocksAtTheLimit(t *testing.T) {
+	l := newLimiter(2)
+	ctx := context.Background()
+	for i := 0; i < 2; i++ {
+		if err := l.acquire(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := l.acquire(canceled); !errors.Is(err, context.Canceled) {
+		t.Fatalf("acquire beyond the limit with a canceled context: %v", err)
+	}
+
+	got := make(chan error)
+	wait := func(what string) {
+		t.Helper()
+		select {
+		case err := <-got:
+			if err != nil {
+				t.Fatalf("acquire %s: %v", what, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("acquire %s is still blocked", what)
+		}
+	}
+	go func() { got <- l.acquire(ctx) }()
+	select {
+	case err := <-got:
+		t.Fatalf("acquire beyond the limit returned %v before a release", err)
+	default:
+	}
+	l.release()
+	wait("after a release")
+
+	// Halving below the slots in use lets no new request in until enough
+	// are released.
+	l.throttled() // limit 1, 2 in use
+	go func() { got <- l.acquire(ctx) }()
+	l.release() // 1 in use: still at the limit
+	select {
+	case err := <-got:
+		t.Fatalf("acquire with the slots in use at the halved limit returned %v", err)
+	default:
+	}
+	l.release()
+	wait("after the releases")
+	// Growing back wakes a waiter.
+	go func() { got <- l.acquire(ctx) }()
+	l.succeeded() // limit 2
+	wait("after the limit grew")
+}

@@ -1,0 +1,1113 @@
+package adapter_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/ketamine-fhir/ketamine-fhir/adapter"
+	"github.com/ketamine-fhir/ketamine-fhir/adapter/store"
+	"github.com/ketamine-fhir/ketamine-fhir/adapter/store/sqlite"
+	"github.com/ketamine-fhir/ketamine-fhir/fhirtest"
+	"github.com/ketamine-fhir/ketamine-fhir/mapping"
+	"github.com/ketamine-fhir/ketamine-fhir/mapping/synth"
+)
+
+// syncHarness is one engine wired to a fhirtest EHR and a SQLite outbox in
+// a temporary file, with its logs captured.
+type syncHarness struct {
+	t    *testing.T
+	ehr  *fhirtest.Server
+	st   *sqlite.Store
+	eng  *adapter.Engine
+	cfg  *adapter.Config
+	logs *lockedBuffer
+	sent *sentLog
+	// outcomes are the outcomes the engine reported to the outbox.
+	outcomes *outcomeRecorder
+
+	mu  sync.Mutex
+	phi []string // names, MRNs, birth dates, phones and e-mails of ingested patients
+}
+
+// syncSetup starts a fhirtest EHR and an engine with short retry settings;
+// tune adjusts the config before the engine is built. At cleanup it checks
+// that neither the logs nor any error class or error text the engine
+// reported to the outbox holds patient data (the PHI of every record given
+// to ingest).
+func syncSetup(t *testing.T, tune func(*adapter.Config), ehrOpts ...fhirtest.Option) *syncHarness {
+	t.Helper()
+	srv := fhirtest.NewServer(ehrOpts...)
+	t.Cleanup(srv.Close)
+
+	cfg := adapter.DefaultConfig()
+	cfg.Store = "sqlite:" + filepath.Join(t.TempDir(), "outbox.db")
+	cfg.EHR.BaseURL = srv.URL
+	cfg.EHR.Timeout = adapter.Duration(5 * time.Second)
+	cfg.EHR.RetryWaitMax = adapter.Duration(50 * time.Millisecond)
+	cfg.Sync.RetryMin = adapter.Duration(10 * time.Millisecond)
+	cfg.Sync.RetryMax = adapter.Duration(200 * time.Millisecond)
+	cfg.Sync.PollInterval = adapter.Duration(10 * time.Millisecond)
+	if tune != nil {
+		tune(cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	_, path, err := adapter.ParseStore(cfg.Store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := sqlite.Open(context.Background(), path)
+	if err != nil {
+		t.Fatalf("opening the outbox: %v", err)
+	}
+	t.Cleanup(func() { st.Close() })
+
+	h := &syncHarness{t: t, ehr: srv, st: st, cfg: cfg, logs: &lockedBuffer{}, sent: &sentLog{},
+		outcomes: &outcomeRecorder{Store: st}}
+	base := srv.Client()
+	hc := *base
+	hc.Transport = &recordingTransport{next: base.Transport, log: h.sent}
+	log := slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	h.eng, err = adapter.New(cfg, h.outcomes, adapter.Options{Logger: log, HTTPClient: &hc, Owner: "test"})
+	if err != nil {
+		t.Fatalf("adapter.New: %v", err)
+	}
+	t.Cleanup(h.checkNoPHI)
+	return h
+}
+
+// clinic generates a synthetic clinic.
+func clinic(t *testing.T, patients int, seed int64) []*mapping.Record {
+	t.Helper()
+	var recs []*mapping.Record
+	err := synth.Generate(synth.Options{Patients: patients, Seed: seed}, func(r *mapping.Record) error {
+		recs = append(recs, r)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("synth.Generate: %v", err)
+	}
+	return recs
+}
+
+// ingest commits records through the engine and remembers their PHI.
+func (h *syncHarness) ingest(recs ...*mapping.Record) []adapter.IngestResult {
+	h.t.Helper()
+	h.mu.Lock()
+	for _, r := range recs {
+		h.phi = append(h.phi, phiOf(r)...)
+	}
+	h.mu.Unlock()
+	res, err := h.eng.Ingest(context.Background(), recs)
+	if err != nil {
+		h.t.Fatalf("Ingest: %v", err)
+	}
+	if len(res) != len(recs) {
+		h.t.Fatalf("Ingest returned %d results for %d records", len(res), len(recs))
+	}
+	return res
+}
+
+// sync runs Sync to completion (bounded by a generous deadline).
+func (h *syncHarness) sync() adapter.Stats {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	stats, err := h.eng.Sync(ctx, time.Time{})
+	if err != nil {
+		h.t.Fatalf("Sync: %v", err)
+	}
+	if ctx.Err() != nil {
+		for _, r := range h.rows(store.StateRetrying) {
+			h.t.Logf("retrying %s row %d: attempts %d class %q: %s", r.Kind, r.ID, r.Attempts, r.ErrorClass, r.ErrorDetail)
+		}
+		h.t.Fatalf("Sync did not finish: %+v, outbox %v", stats, h.counts())
+	}
+	return stats
+}
+
+// row returns the outbox row of a record.
+func (h *syncHarness) row(kind mapping.Kind, id string) store.Record {
+	h.t.Helper()
+	r, err := h.st.Get(context.Background(), string(kind), id)
+	if err != nil {
+		h.t.Fatalf("store.Get(%s): %v", kind, err)
+	}
+	return r
+}
+
+// counts returns the outbox rows per kind and state.
+func (h *syncHarness) counts() store.Counts {
+	h.t.Helper()
+	c, err := h.st.Counts(context.Background())
+	if err != nil {
+		h.t.Fatalf("store.Counts: %v", err)
+	}
+	return c
+}
+
+// rows returns every outbox row in a state.
+func (h *syncHarness) rows(state store.State) []store.Record {
+	h.t.Helper()
+	var out []store.Record
+	var after int64
+	for {
+		page, err := h.st.List(context.Background(), state, after, 200)
+		if err != nil {
+			h.t.Fatalf("store.List: %v", err)
+		}
+		if len(page) == 0 {
+			return out
+		}
+		out = append(out, page...)
+		after = page[len(page)-1].ID
+	}
+}
+
+// requireAllSynced fails unless every one of n rows is synced.
+func (h *syncHarness) requireAllSynced(n int) {
+	h.t.Helper()
+	synced := 0
+	for kind, states := range h.counts() {
+		for state, c := range states {
+			if state != store.StateSynced && c > 0 {
+				h.t.Errorf("%d %s rows are %s", c, kind, state)
+				for _, r := range h.rows(state) {
+					h.t.Logf("  row %d %s: class %q wait %s", r.ID, r.Kind, r.ErrorClass, r.WaitKind)
+				}
+			}
+		}
+		synced += states[store.StateSynced]
+	}
+	if synced != n {
+		h.t.Errorf("%d rows synced, want %d", synced, n)
+	}
+}
+
+// requireNoDuplicates fails if the EHR holds an identifier twice.
+func (h *syncHarness) requireNoDuplicates() {
+	h.t.Helper()
+	for _, d := range h.ehr.DuplicateIdentifiers() {
+		h.t.Errorf("duplicate: %v", d)
+	}
+}
+
+// requireCounts fails unless the EHR holds exactly want resources per type.
+func (h *syncHarness) requireCounts(want map[string]int) {
+	h.t.Helper()
+	got := h.ehr.Counts()
+	for typ, n := range want {
+		if got[typ] != n {
+			h.t.Errorf("EHR holds %d %s, want %d", got[typ], typ, n)
+		}
+	}
+	for typ, n := range got {
+		if _, ok := want[typ]; !ok {
+			h.t.Errorf("EHR holds %d unexpected %s", n, typ)
+		}
+	}
+}
+
+// writes returns the number of write requests the EHR received.
+func writes(reqs []fhirtest.RequestLog) int {
+	n := 0
+	for _, r := range reqs {
+		if r.Method != http.MethodGet {
+			n++
+		}
+	}
+	return n
+}
+
+// expectedResources maps records the way the engine will (with logical
+// references, which do not change the count) and counts resources per type.
+func expectedResources(t *testing.T, cfg *adapter.Config, recs []*mapping.Record) map[string]int {
+	t.Helper()
+	m, err := mapping.NewMapper(&cfg.Mapping)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lk := ordersLookup{}
+	for _, r := range recs {
+		if r.Order != nil {
+			lk[r.Order.OrderID] = r.Order
+		}
+	}
+	out := map[string]int{}
+	for _, r := range recs {
+		res, err := m.Map(r, lk)
+		if err != nil {
+			t.Fatalf("mapping %s %s: %v", r.Kind, r.ID(), err)
+		}
+		for _, x := range res {
+			out[x.Type]++
+		}
+	}
+	return out
+}
+
+// ordersLookup is a Lookup that knows orders and refers to everything by
+// identifier.
+type ordersLookup map[string]*mapping.Order
+
+func (ordersLookup) Reference(mapping.Kind, string) string { return "" }
+func (l ordersLookup) Order(id string) *mapping.Order      { return l[id] }
+
+// --- PHI checks --------------------------------------------------------
+
+// phiOf returns the patient data of a patient record that must never
+// appear in logs or error strings.
+func phiOf(r *mapping.Record) []string {
+	p := r.Patient
+	if p == nil {
+		return nil
+	}
+	out := []string{p.MRN, p.Family, p.BirthDate, p.Phone, p.Email}
+	return append(out, p.Given...)
+}
+
+// containsToken reports whether s holds tok as a whole token: not
+// preceded or followed by a letter or digit (so "Ng" does not match
+// "Warning", but "Ng" in `"family":"Ng"` does).
+func containsToken(s, tok string) bool {
+	for i := 0; ; {
+		j := strings.Index(s[i:], tok)
+		if j < 0 {
+			return false
+		}
+		start, end := i+j, i+j+len(tok)
+		before, _ := utf8.DecodeLastRuneInString(s[:start])
+		after, _ := utf8.DecodeRuneInString(s[end:])
+		if !isWordRune(before) && !isWordRune(after) {
+			return true
+		}
+		i = start + 1
+	}
+}
+
+func isWordRune(r rune) bool {
+	return r != utf8.RuneError && (unicode.IsLetter(r) || unicode.IsDigit(r))
+}
+
+// findPHI returns the PHI strings that text holds.
+func findPHI(text string, phi []string) []string {
+	var found []string
+	for _, p := range phi {
+		if p != "" && containsToken(text, p) {
+			found = append(found, p)
+		}
+	}
+	return found
+}
+
+// checkNoPHI scans the captured logs and every outbox row's error class.
+func (h *syncHarness) checkNoPHI() {
+	h.mu.Lock()
+	phi := slices.Clone(h.phi)
+	h.mu.Unlock()
+	if len(phi) == 0 {
+		return
+	}
+	logs := h.logs.String()
+	if found := findPHI(logs, phi); len(found) > 0 {
+		h.t.Errorf("the logs hold patient data (%d values, e.g. %q)", len(found), found[0])
+	}
+	// Every outcome the engine recorded: error classes always, and error
+	// texts (Error() of the failures) unless they are the EHR's own
+	// diagnostics of a rejection, which the dead-letter store keeps as
+	// sent and never logs.
+	for _, out := range h.outcomes.all() {
+		if found := findPHI(out.ErrorClass, phi); len(found) > 0 {
+			h.t.Errorf("error class %q holds patient data", out.ErrorClass)
+		}
+		if out.State == store.StateDead && strings.HasPrefix(out.ErrorDetail, `{"status":`) {
+			continue
+		}
+		if found := findPHI(out.ErrorDetail, phi); len(found) > 0 {
+			h.t.Errorf("a %s outcome's error text holds patient data (%d values): %s", out.State, len(found), out.ErrorClass)
+		}
+	}
+}
+
+// outcomeRecorder is the outbox as the engine sees it, keeping every
+// outcome the engine reports.
+type outcomeRecorder struct {
+	store.Store
+	mu       sync.Mutex
+	outcomes []store.Outcome
+}
+
+func (r *outcomeRecorder) Finish(ctx context.Context, id int64, owner string, out store.Outcome, now time.Time) error {
+	r.mu.Lock()
+	r.outcomes = append(r.outcomes, out)
+	r.mu.Unlock()
+	return r.Store.Finish(ctx, id, owner, out, now)
+}
+
+func (r *outcomeRecorder) all() []store.Outcome {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.outcomes)
+}
+
+func TestContainsToken(t *testing.T) {
+	for _, tc := range []struct {
+		s, tok string
+		want   bool
+	}{
+		{`"family":"Ng"`, "Ng", true},
+		{`level=Warning`, "Ng", false},
+		{`Ngozi`, "Ng", false},
+		{`x MRN0000001 y`, "MRN0000001", true},
+		{`MRN00000012`, "MRN0000001", false},
+		{`"given":["Zoë"]`, "Zoë", true},
+		{`Zoëlle`, "Zoë", false},
+		{`"O'Brien"`, "O'Brien", true},
+		{"", "x", false},
+	} {
+		if got := containsToken(tc.s, tc.tok); got != tc.want {
+			t.Errorf("containsToken(%q, %q) = %v, want %v", tc.s, tc.tok, got, tc.want)
+		}
+	}
+}
+
+// TestPHICheckFindsLeaks makes sure the PHI scan of the harness can fail:
+// a log line with a patient's data is found.
+func TestPHICheckFindsLeaks(t *testing.T) {
+	recs := clinic(t, 2, 7)
+	var phi []string
+	for _, r := range recs {
+		phi = append(phi, phiOf(r)...)
+	}
+	if len(phi) < 8 {
+		t.Fatalf("only %d PHI strings from two patients", len(phi))
+	}
+	var buf bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&buf, nil))
+	log.Info("clean line", "kind", "order", "local_id", recs[1].ID(), "class", "http_503")
+	if found := findPHI(buf.String(), phi); len(found) > 0 {
+		t.Fatalf("false positives: %q", found)
+	}
+	p := recs[0].Patient
+	for _, leak := range []string{p.MRN, p.Family, p.Given[0], p.BirthDate} {
+		buf.Reset()
+		log.Info("leak", "value", leak)
+		if found := findPHI(buf.String(), phi); len(found) == 0 {
+			t.Errorf("a log line holding %q was not flagged", leak)
+		}
+	}
+}
+
+// --- request capture ---------------------------------------------------
+
+// sentRequest is a request the engine sent, as the client sent it.
+type sentRequest struct {
+	Method, Path, RawQuery, IfMatch, IfNoneExist string
+	Status                                       int // 0 when no response
+}
+
+type sentLog struct {
+	started atomic.Int64 // requests sent, answered or not
+	mu      sync.Mutex
+	reqs    []sentRequest // requests answered or failed
+}
+
+func (l *sentLog) all() []sentRequest {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.reqs)
+}
+
+// recordingTransport records the method, URL and conditional headers of
+// every request (fhirtest's request log has no headers).
+type recordingTransport struct {
+	next http.RoundTripper
+	log  *sentLog
+}
+
+func (rt *recordingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	next := rt.next
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	rt.log.started.Add(1)
+	resp, err := next.RoundTrip(req)
+	s := sentRequest{Method: req.Method, Path: req.URL.Path, RawQuery: req.URL.RawQuery,
+		IfMatch: req.Header.Get("If-Match"), IfNoneExist: req.Header.Get("If-None-Exist")}
+	if err == nil {
+		s.Status = resp.StatusCode
+	}
+	rt.log.mu.Lock()
+	rt.log.reqs = append(rt.log.reqs, s)
+	rt.log.mu.Unlock()
+	return resp, err
+}
+
+// lockedBuffer is a bytes.Buffer safe for concurrent writers.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// identifierValue returns the identifier value of a conditional request
+// (PUT Type?identifier=sys|value or If-None-Exist), "" if none.
+func identifierValue(rawQuery string) string {
+	q, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		return ""
+	}
+	tok := q.Get("identifier")
+	if i := strings.LastIndex(tok, "|"); i >= 0 {
+		return tok[i+1:]
+	}
+	return tok
+}
+
+// storedResource is the id, meta.versionId and a few elements of a
+// resource the EHR holds.
+type storedResource struct {
+	ID   string `json:"id"`
+	Meta struct {
+		VersionID string `json:"versionId"`
+	} `json:"meta"`
+	Note []struct {
+		Text string `json:"text"`
+	} `json:"note"`
+	ValueInteger *int `json:"valueInteger"`
+}
+
+func (h *syncHarness) stored(typ, id string) storedResource {
+	h.t.Helper()
+	body, ok := h.ehr.Get(typ, id)
+	if !ok {
+		h.t.Fatalf("the EHR has no %s/%s", typ, id)
+	}
+	var r storedResource
+	if err := json.Unmarshal(body, &r); err != nil {
+		h.t.Fatalf("reading %s/%s: %v", typ, id, err)
+	}
+	return r
+}
+
+func hasNote(r storedResource, text string) bool {
+	for _, n := range r.Note {
+		if n.Text == text {
+			return true
+		}
+	}
+	return false
+}
+
+// deleteInEHR deletes Type/id in the EHR behind the engine's back.
+func (h *syncHarness) deleteInEHR(typ, id string) {
+	h.t.Helper()
+	req, err := http.NewRequest(http.MethodDelete, h.ehr.URL+"/"+typ+"/"+id, nil)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	resp, err := h.ehr.Client().Do(req)
+	if err != nil {
+		h.t.Fatalf("DELETE %s: %v", typ, err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		h.t.Fatalf("DELETE %s/%s: %d", typ, id, resp.StatusCode)
+	}
+}
+
+// byKind returns the records of one kind.
+func byKind(recs []*mapping.Record, kind mapping.Kind) []*mapping.Record {
+	var out []*mapping.Record
+	for _, r := range recs {
+		if r.Kind == kind {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// clone copies a record through its canonical JSON, so that a test may
+// change it without touching the original.
+func clone(t *testing.T, r *mapping.Record) *mapping.Record {
+	t.Helper()
+	data, err := r.CanonicalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := mapping.NewParser(nil, nil).Parse(data, 0)
+	if err != nil {
+		t.Fatalf("re-parsing a %s record: %v", r.Kind, err)
+	}
+	return c
+}
+
+// --- 1. a whole clinic -------------------------------------------------
+
+func TestSyncClinic(t *testing.T) {
+	t.Parallel()
+	h := syncSetup(t, nil)
+	const patients = 10
+	recs := clinic(t, patients, 1)
+	want := expectedResources(t, h.cfg, recs)
+
+	for _, r := range h.ingest(recs...) {
+		if r.Outcome != store.Inserted {
+			t.Fatalf("first ingest of %s: %s, want inserted", r.Kind, r.Outcome)
+		}
+	}
+	stats := h.sync()
+	if stats.Synced != len(recs) || stats.Dead != 0 {
+		t.Errorf("Sync stats %+v, want %d synced and none dead", stats, len(recs))
+	}
+	h.requireAllSynced(len(recs))
+	h.requireCounts(want)
+	h.requireNoDuplicates()
+	if want["Patient"] != patients || want["Observation"] <= len(byKind(recs, mapping.KindScore)) {
+		t.Errorf("expected resources %v: want %d patients and derived Observations", want, patients)
+	}
+
+	// Every row knows its EHR resource, and the resource holds the row's
+	// identifier.
+	for _, r := range h.rows(store.StateSynced) {
+		if r.EHRID == "" || r.EHRVersion == "" || r.SyncedHash != r.Hash {
+			t.Errorf("synced %s row %d: EHRID %q version %q synced hash matches %v", r.Kind, r.ID, r.EHRID, r.EHRVersion, r.SyncedHash == r.Hash)
+		}
+	}
+	o := byKind(recs, mapping.KindOrder)[0]
+	row := h.row(mapping.KindOrder, o.ID())
+	holders := h.ehr.IdentifierHolders(h.cfg.Mapping.Identifiers.Base+"/order", o.ID())
+	if len(holders) != 1 || holders[0] != "MedicationRequest/"+row.EHRID {
+		t.Errorf("order identifier held by %v, want [MedicationRequest/%s]", holders, row.EHRID)
+	}
+
+	// Re-running sends nothing: unchanged records are not sent again.
+	before := h.ehr.Requests()
+	if stats := h.sync(); stats != (adapter.Stats{}) {
+		t.Errorf("second Sync stats %+v, want zero", stats)
+	}
+	after := h.ehr.Requests()
+	if len(after) != len(before) {
+		t.Errorf("a second Sync sent %d requests (%d writes), want none", len(after)-len(before), writes(after)-writes(before))
+	}
+	// Re-ingesting the same records changes nothing.
+	for _, r := range h.ingest(recs...) {
+		if r.Outcome != store.Unchanged {
+			t.Fatalf("re-ingest of %s: %s, want unchanged", r.Kind, r.Outcome)
+		}
+	}
+	h.sync()
+	if n := len(h.ehr.Requests()); n != len(before) {
+		t.Errorf("Sync after an unchanged re-ingest sent %d requests, want none", n-len(before))
+	}
+	if !h.eng.LastSync().After(time.Time{}) {
+		t.Error("LastSync is zero after a sync")
+	}
+}
+
+// --- 2. updates --------------------------------------------------------
+
+func TestSyncUpdates(t *testing.T) {
+	t.Parallel()
+	h := syncSetup(t, nil)
+	recs := clinic(t, 2, 3)
+	h.ingest(recs...)
+	h.sync()
+	h.requireAllSynced(len(recs))
+
+	order := clone(t, byKind(recs, mapping.KindOrder)[0])
+	admin := clone(t, byKind(recs, mapping.KindAdministration)[0])
+	var score *mapping.Record
+	for _, r := range byKind(recs, mapping.KindScore) {
+		if r.Score.Instrument == "PHQ-9" && len(r.Score.Items) == 9 {
+			score = clone(t, r)
+			break
+		}
+	}
+	if score == nil {
+		t.Fatal("no PHQ-9 score with items in the clinic")
+	}
+	order.Order.Note = "Reviewed: dose confirmed"
+	admin.Administration.Note = "Tolerated well; observed 40 minutes"
+	// Change one item and the total with it.
+	if score.Score.Items[0] < 3 {
+		score.Score.Items[0]++
+		score.Score.Total++
+	} else {
+		score.Score.Items[0]--
+		score.Score.Total--
+	}
+
+	type target struct {
+		rec  *mapping.Record
+		typ  string
+		row  store.Record
+		note string
+	}
+	targets := []*target{
+		{rec: order, typ: "MedicationRequest", note: order.Order.Note},
+		{rec: admin, typ: "MedicationAdministration", note: admin.Administration.Note},
+		{rec: score, typ: "Observation"},
+	}
+	for _, tg := range targets {
+		tg.row = h.row(tg.rec.Kind, tg.rec.ID())
+		if tg.row.EHRVersion != "1" {
+			t.Fatalf("%s synced at version %q, want 1", tg.typ, tg.row.EHRVersion)
+		}
+	}
+	sentBefore := len(h.sent.all())
+	for i, res := range h.ingest(order, admin, score) {
+		if res.Outcome != store.Updated {
+			t.Errorf("re-ingest of changed %s: %s, want updated", targets[i].typ, res.Outcome)
+		}
+	}
+	stats := h.sync()
+	if stats.Synced != 3 {
+		t.Errorf("Sync after the changes: %+v, want 3 synced", stats)
+	}
+	sent := h.sent.all()[sentBefore:]
+	for _, tg := range targets {
+		row := h.row(tg.rec.Kind, tg.rec.ID())
+		if row.State != store.StateSynced || row.EHRID != tg.row.EHRID || row.EHRVersion != "2" {
+			t.Errorf("%s after update: state %s id %q version %q, want synced %q version 2", tg.typ, row.State, row.EHRID, row.EHRVersion, tg.row.EHRID)
+		}
+		res := h.stored(tg.typ, tg.row.EHRID)
+		if res.Meta.VersionID != "2" {
+			t.Errorf("%s/%s meta.versionId %q, want 2", tg.typ, tg.row.EHRID, res.Meta.VersionID)
+		}
+		if tg.note != "" && !hasNote(res, tg.note) {
+			t.Errorf("%s/%s does not hold the new note", tg.typ, tg.row.EHRID)
+		}
+		if tg.rec.Score != nil && (res.ValueInteger == nil || *res.ValueInteger != tg.rec.Score.Total) {
+			t.Errorf("Observation/%s value %v, want %d", tg.row.EHRID, res.ValueInteger, tg.rec.Score.Total)
+		}
+		// The update went by id, with If-Match on the synced version,
+		// and no conditional write of the primary resource was needed.
+		byID := 0
+		for _, s := range sent {
+			if s.Method == http.MethodPut && strings.HasSuffix(s.Path, "/"+tg.typ+"/"+tg.row.EHRID) {
+				byID++
+				if s.RawQuery != "" || s.IfMatch != `W/"1"` || s.Status != http.StatusOK {
+					t.Errorf("PUT %s by id: query %q If-Match %q status %d, want no query, W/\"1\", 200", tg.typ, s.RawQuery, s.IfMatch, s.Status)
+				}
+			}
+			if identifierValue(s.RawQuery) == tg.rec.ID() {
+				t.Errorf("the update of %s also wrote conditionally (%s ?%s)", tg.typ, s.Method, s.RawQuery)
+			}
+		}
+		if byID != 1 {
+			t.Errorf("%d PUTs of %s/%s by id, want 1", byID, tg.typ, tg.row.EHRID)
+		}
+	}
+	h.requireNoDuplicates()
+	h.requireCounts(expectedResources(t, h.cfg, recs))
+
+	// 412: someone else updates the order behind the engine's back; the
+	// engine re-reads the version and delivers ours.
+	orderID := targets[0].row.EHRID
+	body, _ := h.ehr.Get("MedicationRequest", orderID)
+	if _, err := h.ehr.Add(body); err != nil {
+		t.Fatalf("updating the order in the EHR: %v", err)
+	}
+	if v := h.stored("MedicationRequest", orderID).Meta.VersionID; v != "3" {
+		t.Fatalf("the EHR's own update made version %q, want 3", v)
+	}
+	order = clone(t, order)
+	order.Order.Note = "Reviewed again: continue"
+	sentBefore = len(h.sent.all())
+	if res := h.ingest(order); res[0].Outcome != store.Updated {
+		t.Fatalf("re-ingest: %s", res[0].Outcome)
+	}
+	if stats := h.sync(); stats.Synced != 1 || stats.Dead != 0 {
+		t.Errorf("Sync after a concurrent update: %+v, want 1 synced", stats)
+	}
+	row := h.row(mapping.KindOrder, order.ID())
+	res := h.stored("MedicationRequest", orderID)
+	if row.State != store.StateSynced || row.EHRID != orderID || row.EHRVersion != "4" || res.Meta.VersionID != "4" || !hasNote(res, order.Order.Note) {
+		t.Errorf("after the 412: row %s id %q version %q; EHR version %q, note delivered %v; want synced, same id, version 4",
+			row.State, row.EHRID, row.EHRVersion, res.Meta.VersionID, hasNote(res, order.Order.Note))
+	}
+	var seq []string
+	for _, s := range h.sent.all()[sentBefore:] {
+		seq = append(seq, s.Method+" "+s.IfMatch+" "+http.StatusText(s.Status))
+	}
+	wantSeq := []string{`PUT W/"2" Precondition Failed`, `GET  OK`, `PUT W/"3" OK`}
+	if !slices.Equal(seq, wantSeq) {
+		t.Errorf("requests after the concurrent update:\n got %q\nwant %q", seq, wantSeq)
+	}
+	h.requireNoDuplicates()
+}
+
+// --- 3. dependency order -----------------------------------------------
+
+// oneSeries returns a patient, an order of that patient, an administration
+// of that order and a score that names that administration.
+func oneSeries(t *testing.T, recs []*mapping.Record) (patient, order, admin, score *mapping.Record) {
+	t.Helper()
+	for _, s := range byKind(recs, mapping.KindScore) {
+		if s.Score.AdminID == "" {
+			continue
+		}
+		for _, a := range byKind(recs, mapping.KindAdministration) {
+			if a.Administration.AdminID != s.Score.AdminID {
+				continue
+			}
+			for _, o := range byKind(recs, mapping.KindOrder) {
+				if o.Order.OrderID != a.Administration.OrderID {
+					continue
+				}
+				for _, p := range byKind(recs, mapping.KindPatient) {
+					if p.Patient.MRN == o.Order.MRN {
+						return p, o, a, s
+					}
+				}
+			}
+		}
+	}
+	t.Fatal("no score with an administration in the clinic")
+	return
+}
+
+func TestSyncDependencyOrder(t *testing.T) {
+	t.Parallel()
+	h := syncSetup(t, nil)
+	recs := clinic(t, 1, 5)
+	patient, order, admin, score := oneSeries(t, recs)
+
+	// The administration and its score arrive first: they wait, they do
+	// not fail.
+	h.ingest(admin, score)
+	stats := h.sync()
+	if stats.Synced != 0 || stats.Dead != 0 {
+		t.Errorf("Sync with nothing deliverable: %+v", stats)
+	}
+	for _, r := range []*mapping.Record{admin, score} {
+		row := h.row(r.Kind, r.ID())
+		if row.State != store.StateWaiting || row.ErrorClass != adapter.ClassPatientUnknown || row.WaitKind != "patient" {
+			t.Errorf("%s without its patient: %s class %q waiting for %q, want waiting %s for patient",
+				r.Kind, row.State, row.ErrorClass, row.WaitKind, adapter.ClassPatientUnknown)
+		}
+	}
+	if w := writes(h.ehr.Requests()); w != 0 {
+		t.Errorf("%d writes before any dependency was known", w)
+	}
+
+	// The patient arrives: the administration now waits for its order,
+	// which the adapter has not received; the score for the administration.
+	h.ingest(patient)
+	h.sync()
+	if row := h.row(mapping.KindPatient, patient.ID()); row.State != store.StateSynced {
+		t.Fatalf("patient: %s (%s)", row.State, row.ErrorClass)
+	}
+	if row := h.row(mapping.KindAdministration, admin.ID()); row.State != store.StateWaiting ||
+		row.ErrorClass != adapter.ClassDependencyMissing || row.WaitKind != "order" || row.WaitID != order.ID() {
+		t.Errorf("administration without its order: %s class %q waiting for %s %q, want waiting %s for order %q",
+			row.State, row.ErrorClass, row.WaitKind, row.WaitID, adapter.ClassDependencyMissing, order.ID())
+	}
+	if row := h.row(mapping.KindScore, score.ID()); row.State != store.StateWaiting ||
+		row.ErrorClass != adapter.ClassDependencyPending || row.WaitKind != "administration" || row.WaitID != admin.ID() {
+		t.Errorf("score before its administration: %s class %q waiting for %s %q, want waiting %s for administration %q",
+			row.State, row.ErrorClass, row.WaitKind, row.WaitID, adapter.ClassDependencyPending, admin.ID())
+	}
+
+	// The order arrives: everything goes out, in dependency order.
+	h.ingest(order)
+	stats = h.sync()
+	if stats.Synced != 3 {
+		t.Errorf("Sync after the order: %+v, want 3 synced", stats)
+	}
+	h.requireAllSynced(4)
+	h.requireNoDuplicates()
+	h.requireCounts(expectedResources(t, h.cfg, []*mapping.Record{patient, order, admin, score}))
+	// fhirtest's request log: the first committed write of each record
+	// (the patient is a conditional create, its identifier in a header).
+	first := map[string]int{}
+	for i, r := range h.ehr.Requests() {
+		if r.Method == http.MethodGet || r.HandlerStatus/100 != 2 {
+			continue
+		}
+		v := identifierValue(r.Query)
+		if r.Method == http.MethodPost && strings.HasSuffix(r.Path, "/Patient") {
+			v = patient.ID()
+		}
+		if _, ok := first[v]; v != "" && !ok {
+			first[v] = i
+		}
+	}
+	for _, pair := range [][2]*mapping.Record{{patient, order}, {order, admin}, {admin, score}} {
+		a, okA := first[pair[0].ID()]
+		b, okB := first[pair[1].ID()]
+		if !okA || !okB || a > b {
+			t.Errorf("the %s was written (request %d, %v) after the %s that refers to it (request %d, %v)",
+				pair[0].Kind, a, okA, pair[1].Kind, b, okB)
+		}
+	}
+	// The references are the EHR's ids.
+	adminRow := h.row(mapping.KindAdministration, admin.ID())
+	orderRow := h.row(mapping.KindOrder, order.ID())
+	body, _ := h.ehr.Get("MedicationAdministration", adminRow.EHRID)
+	if !bytes.Contains(body, []byte(`"MedicationRequest/`+orderRow.EHRID+`"`)) {
+		t.Errorf("the administration does not refer to MedicationRequest/%s: %s", orderRow.EHRID, body)
+	}
+}
+
+// TestSyncDependencyDead: a record whose dependency is in the dead letters
+// waits (dependency_dead); requeueing the dependency after fixing its
+// cause delivers everything.
+func TestSyncDependencyDead(t *testing.T) {
+	t.Parallel()
+	h := syncSetup(t, nil)
+	recs := clinic(t, 1, 5)
+	patient, order, admin, score := oneSeries(t, recs)
+
+	h.ingest(patient)
+	h.sync()
+	pRow := h.row(mapping.KindPatient, patient.ID())
+	patientBody, _ := h.ehr.Get("Patient", pRow.EHRID)
+	// The EHR loses the patient (merged away, say): the order that points
+	// to it is rejected 422 and goes to the dead letters.
+	h.deleteInEHR("Patient", pRow.EHRID)
+	h.ingest(order, admin, score)
+	stats := h.sync()
+	if stats.Dead != 1 {
+		t.Errorf("Sync with the patient gone: %+v, want 1 dead", stats)
+	}
+	oRow := h.row(mapping.KindOrder, order.ID())
+	if oRow.State != store.StateDead || oRow.ErrorClass != "http_422" {
+		t.Fatalf("order pointing to a deleted patient: %s class %q, want dead http_422", oRow.State, oRow.ErrorClass)
+	}
+	aRow := h.row(mapping.KindAdministration, admin.ID())
+	if aRow.State != store.StateWaiting || aRow.ErrorClass != adapter.ClassDependencyDead || aRow.WaitKind != "order" {
+		t.Errorf("administration of a dead order: %s class %q waiting for %q, want waiting %s for order",
+			aRow.State, aRow.ErrorClass, aRow.WaitKind, adapter.ClassDependencyDead)
+	}
+	if sRow := h.row(mapping.KindScore, score.ID()); sRow.State != store.StateWaiting {
+		t.Errorf("score of a waiting administration: %s", sRow.State)
+	}
+
+	// Fix: the patient is back in the EHR under its id. Requeue the order.
+	if _, err := h.ehr.Add(patientBody); err != nil {
+		t.Fatalf("restoring the patient: %v", err)
+	}
+	if err := h.st.Requeue(context.Background(), oRow.ID, time.Now()); err != nil {
+		t.Fatalf("Requeue: %v", err)
+	}
+	stats = h.sync()
+	if stats.Synced != 3 || stats.Dead != 0 {
+		t.Errorf("Sync after the fix: %+v, want 3 synced", stats)
+	}
+	h.requireAllSynced(4)
+	h.requireNoDuplicates()
+	h.requireCounts(expectedResources(t, h.cfg, []*mapping.Record{patient, order, admin, score}))
+}
+
+// --- 6. patients.create false ------------------------------------------
+
+func TestSyncPatientsHeld(t *testing.T) {
+	t.Parallel()
+	h := syncSetup(t, func(c *adapter.Config) { c.Patients.Create = false })
+	recs := clinic(t, 1, 9)
+	patient := byKind(recs, mapping.KindPatient)[0]
+	h.ingest(recs...)
+	stats := h.sync()
+	if stats.Synced != 0 || stats.Dead != 0 {
+		t.Errorf("Sync with the patient unknown to the EHR: %+v, want nothing synced", stats)
+	}
+	for _, state := range store.States {
+		for _, r := range h.rows(state) {
+			if r.State != store.StateWaiting {
+				t.Errorf("%s row %d: %s, want waiting", r.Kind, r.ID, r.State)
+				continue
+			}
+			// The patient is held by policy, and its records with it.
+			if r.ErrorClass != adapter.ClassPatientUnknown {
+				t.Errorf("%s row %d waits with class %q, want %s", r.Kind, r.ID, r.ErrorClass, adapter.ClassPatientUnknown)
+			}
+		}
+	}
+	if row := h.row(mapping.KindPatient, patient.ID()); row.ErrorClass != adapter.ClassPatientUnknown || row.ErrorDetail == "" {
+		t.Errorf("held patient: class %q detail %q, want %s with a reason", row.ErrorClass, row.ErrorDetail, adapter.ClassPatientUnknown)
+	}
+	if w := writes(h.ehr.Requests()); w != 0 {
+		t.Errorf("%d writes while the patient is unknown", w)
+	}
+	if n := h.ehr.Count("Patient"); n != 0 {
+		t.Errorf("the adapter created %d patients with patients.create false", n)
+	}
+
+	// The EHR registers the patient; the held records go out against it.
+	m, err := mapping.NewMapper(&h.cfg.Mapping)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := m.Map(patient, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ehrID, err := h.ehr.Add(res[0].JSON)
+	if err != nil {
+		t.Fatalf("registering the patient in the EHR: %v", err)
+	}
+	n, err := h.eng.RequeueHeld(context.Background())
+	if err != nil || n == 0 {
+		t.Fatalf("RequeueHeld: %d, %v", n, err)
+	}
+	h.sync()
+	h.requireAllSynced(len(recs))
+	if row := h.row(mapping.KindPatient, patient.ID()); row.EHRID != ehrID {
+		t.Errorf("patient row holds EHR id %q, want the EHR's %q", row.EHRID, ehrID)
+	}
+	if n := h.ehr.Count("Patient"); n != 1 {
+		t.Errorf("the EHR holds %d patients, want the one it registered", n)
+	}
+	for _, r := range h.ehr.Requests() {
+		if strings.Contains(r.Path, "/Patient") && r.Method != http.MethodGet {
+			t.Errorf("the adapter wrote a patient: %s %s", r.Method, r.Path)
+		}
+	}
+	want := expectedResources(t, h.cfg, recs)
+	h.requireCounts(want)
+	h.requireNoDuplicates()
+	// Every record refers to the EHR's patient.
+	for _, o := range byKind(recs, mapping.KindOrder) {
+		row := h.row(mapping.KindOrder, o.ID())
+		body, _ := h.ehr.Get("MedicationRequest", row.EHRID)
+		if !bytes.Contains(body, []byte(`"Patient/`+ehrID+`"`)) {
+			t.Errorf("order does not refer to Patient/%s", ehrID)
+		}
+	}
+}
+
+// --- 8. Start and Stop -------------------------------------------------
+
+func TestStartStop(t *testing.T) {
+	t.Parallel()
+	h := syncSetup(t, nil)
+	all := clinic(t, 4, 11)
+	var recs, more []*mapping.Record // two patients, then two more
+	for _, r := range all {
+		if mrnOf(r) <= "MRN0000002" {
+			recs = append(recs, r)
+		} else {
+			more = append(more, r)
+		}
+	}
+	if len(recs) == 0 || len(more) == 0 {
+		t.Fatalf("split of the clinic: %d and %d records", len(recs), len(more))
+	}
+	ctx := context.Background()
+
+	h.eng.Start(ctx)
+	h.eng.Start(ctx) // a second Start does nothing
+	h.ingest(recs...)
+	waitFor(t, "every record synced while running", func() bool {
+		return total(h.counts(), store.StateSynced) == len(recs)
+	})
+	stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := h.eng.Stop(stopCtx); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if err := h.eng.Stop(stopCtx); err != nil {
+		t.Fatalf("second Stop: %v", err)
+	}
+	h.requireCounts(expectedResources(t, h.cfg, recs))
+	h.requireNoDuplicates()
+
+	// Restart; a slow EHR; Stop with a short deadline aborts the
+	// deliveries in flight instead of waiting them out.
+	h.ehr.SetLatency(20*time.Second, 20*time.Second)
+	startedBefore := h.sent.started.Load()
+	h.eng.Start(ctx)
+	h.ingest(more...)
+	waitFor(t, "a request in flight", func() bool { return h.sent.started.Load() > startedBefore })
+	short, cancelShort := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancelShort()
+	start := time.Now()
+	err := h.eng.Stop(short)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Stop with deliveries in flight: %v, want context.DeadlineExceeded", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("Stop took %v: it waited out the EHR's latency", d)
+	}
+	if err := h.eng.Stop(ctx); err != nil {
+		t.Errorf("Stop of a stopped engine: %v", err)
+	}
+	c := h.counts()
+	if n := total(c, store.StateInFlight); n != 0 {
+		t.Errorf("%d rows left in flight after Stop: they must be released for retry", n)
+	}
+	if n := total(c, store.StateRetrying) + total(c, store.StatePending); n == 0 {
+		t.Errorf("no row left retrying or pending after a hard stop: %v", c)
+	}
+	for _, r := range h.rows(store.StateRetrying) {
+		if r.ErrorClass != adapter.ClassCanceled {
+			t.Errorf("row %d interrupted by Stop: class %q, want %s", r.ID, r.ErrorClass, adapter.ClassCanceled)
+		}
+	}
+
+	// A later Sync delivers them, exactly once.
+	h.ehr.ClearFaults()
+	h.sync()
+	h.requireAllSynced(len(all))
+	h.requireCounts(expectedResources(t, h.cfg, all))
+	h.requireNoDuplicates()
+}
+
+// mrnOf returns the MRN of the patient a record belongs to.
+func mrnOf(r *mapping.Record) string {
+	if r.Patient != nil {
+		return r.Patient.MRN
+	}
+	return r.Dependencies()[0].ID
+}
+
+// total sums the rows in a state over every kind.
+func total(c store.Counts, state store.State) int {
+	n := 0
+	for _, states := range c {
+		n += states[state]
+	}
+	return n
+}
+
+// waitFor polls cond until it holds, failing the test after a bound.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

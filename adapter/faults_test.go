@@ -1,0 +1,176 @@
+package adapter_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ketamine-fhir/ketamine-fhir/adapter"
+	"github.com/ketamine-fhir/ketamine-fhir/adapter/store"
+	"github.com/ketamine-fhir/ketamine-fhir/fhirtest"
+	"github.com/ketamine-fhir/ketamine-fhir/mapping"
+)
+
+// TestSyncUnderFaults is DESIGN.md section 6's reliability bar against a
+// faulty EHR: 30% of requests answered 429 or 503, 5% of connections
+// dropped before processing and 5% of writes committed but their answer
+// lost. Every record ends synced, every identifier is held exactly once,
+// under every write strategy and both ways of losing an answer.
+func TestSyncUnderFaults(t *testing.T) {
+	t.Parallel()
+	recs := clinic(t, 3, 2)
+	want := expectedResources(t, adapter.DefaultConfig(), recs)
+	for _, strategy := range []string{"conditional-update", "conditional-create", "transaction"} {
+		for _, mode := range []fhirtest.LoseMode{fhirtest.LoseDrop, fhirtest.Lose503} {
+			t.Run(fmt.Sprintf("%s/lose-%s", strategy, mode), func(t *testing.T) {
+				t.Parallel()
+				h := syncSetup(t, func(c *adapter.Config) {
+					c.EHR.WriteStrategy = map[string]string{"default": strategy}
+					// Shorter waits than syncSetup's: about a third of
+					// the requests fail, and the 429s keep the adaptive
+					// limit near one request at a time.
+					c.EHR.RetryWaitMax = adapter.Duration(20 * time.Millisecond)
+					c.Sync.RetryMin = adapter.Duration(5 * time.Millisecond)
+					c.Sync.RetryMax = adapter.Duration(100 * time.Millisecond)
+				}, fhirtest.WithSeed(42))
+				h.ehr.SetFailureRate(0.3, http.StatusTooManyRequests, http.StatusServiceUnavailable)
+				h.ehr.SetDropRate(0.05)
+				h.ehr.SetLoseRate(0.05, mode)
+
+				h.ingest(recs...)
+				stats := h.sync()
+				if stats.Dead != 0 {
+					t.Errorf("Sync under transient faults: %+v, want none dead", stats)
+					for _, r := range h.rows(store.StateDead) {
+						t.Logf("  dead %s row %d: %s", r.Kind, r.ID, r.ErrorClass)
+					}
+				}
+				h.requireAllSynced(len(recs))
+				h.requireCounts(want)
+				h.requireNoDuplicates()
+
+				// The faults did happen, lost answers of committed writes
+				// included.
+				faults := map[fhirtest.Fault]int{}
+				for _, r := range h.ehr.Requests() {
+					faults[r.Fault]++
+				}
+				lost := fhirtest.FaultLoseDrop
+				if mode == fhirtest.Lose503 {
+					lost = fhirtest.FaultLose503
+				}
+				for _, f := range []fhirtest.Fault{fhirtest.FaultStatus, fhirtest.FaultDrop, lost} {
+					if faults[f] == 0 {
+						t.Errorf("no request had fault %q: %v", f, faults)
+					}
+				}
+				t.Logf("%d requests, faults %v", len(h.ehr.Requests()), faults)
+
+				// Once the faults are gone a new sync has nothing to do.
+				h.ehr.ClearFaults()
+				before := len(h.ehr.Requests())
+				h.sync()
+				if n := len(h.ehr.Requests()) - before; n != 0 {
+					t.Errorf("a sync after everything was delivered sent %d requests", n)
+				}
+			})
+		}
+	}
+}
+
+// TestSyncRejected: a record the EHR rejects (422: its patient is gone
+// from the EHR) goes to the dead letters with the EHR's diagnostics, the
+// rest of the clinic is delivered, and once the cause is fixed a requeue
+// delivers it exactly once.
+func TestSyncRejected(t *testing.T) {
+	t.Parallel()
+	for _, strategy := range []string{"conditional-update", "transaction"} {
+		t.Run(strategy, func(t *testing.T) {
+			t.Parallel()
+			h := syncSetup(t, func(c *adapter.Config) {
+				c.EHR.WriteStrategy = map[string]string{"default": strategy}
+			})
+			recs := clinic(t, 2, 4)
+			// One more patient, who has no records yet.
+			extra := clone(t, byKind(recs, mapping.KindPatient)[0])
+			extra.Patient.MRN = "MRN9000001"
+			extra.Patient.Family = "Abernathy"
+			extra.Patient.Given = []string{"Wilhelmina"}
+			extra.Patient.BirthDate = "1971-07-23"
+			extra.Patient.Phone = "+1-617-555-0188"
+			recs = append(recs, extra)
+			h.ingest(recs...)
+			h.sync()
+			h.requireAllSynced(len(recs))
+
+			// The EHR loses the extra patient (merged into another, say);
+			// a score for that patient arrives.
+			pRow := h.row(mapping.KindPatient, extra.ID())
+			patientBody, _ := h.ehr.Get("Patient", pRow.EHRID)
+			h.deleteInEHR("Patient", pRow.EHRID)
+			var score *mapping.Record
+			for _, s := range byKind(recs, mapping.KindScore) {
+				if s.Score.AdminID == "" {
+					score = clone(t, s)
+					break
+				}
+			}
+			score.Score.MRN = extra.Patient.MRN
+			score.Score.ScoreID = "scr-extra-01"
+			h.ingest(score)
+			stats := h.sync()
+			if stats.Dead != 1 || stats.Synced != 0 {
+				t.Errorf("Sync of the rejected score: %+v, want 1 dead", stats)
+			}
+			row := h.row(mapping.KindScore, score.ID())
+			if row.State != store.StateDead || row.ErrorClass != "http_422" {
+				t.Fatalf("score for a patient gone from the EHR: %s class %q, want dead http_422", row.State, row.ErrorClass)
+			}
+			// The dead letter keeps the EHR's OperationOutcome, diagnostics
+			// included.
+			if !strings.Contains(row.ErrorDetail, `"status":422`) || !strings.Contains(row.ErrorDetail, "does not resolve") ||
+				!strings.Contains(row.ErrorDetail, "Patient/"+pRow.EHRID) {
+				t.Errorf("dead letter detail %q: want the status and the EHR's diagnostics", row.ErrorDetail)
+			}
+			if dead := h.rows(store.StateDead); len(dead) != 1 {
+				t.Errorf("%d dead letters, want 1", len(dead))
+			}
+			c := h.counts()
+			if n := total(c, store.StateSynced); n != len(recs) {
+				t.Errorf("%d rows synced besides the rejected one, want %d", n, len(recs))
+			}
+			base := h.cfg.Mapping.Identifiers.Base + "/score"
+			if holders := h.ehr.IdentifierHolders(base, score.ID()); len(holders) != 0 {
+				t.Errorf("the rejected score is in the EHR: %v", holders)
+			}
+
+			// Requeueing without fixing the cause rejects it again.
+			if n, err := h.st.RequeueAll(context.Background(), time.Now()); err != nil || n != 1 {
+				t.Fatalf("RequeueAll: %d, %v", n, err)
+			}
+			if stats := h.sync(); stats.Dead != 1 {
+				t.Errorf("Sync of the requeued, still rejected score: %+v, want 1 dead", stats)
+			}
+
+			// Fix: the EHR has the patient again. Requeue and sync.
+			if _, err := h.ehr.Add(patientBody); err != nil {
+				t.Fatalf("restoring the patient: %v", err)
+			}
+			if err := h.st.Requeue(context.Background(), row.ID, time.Now()); err != nil {
+				t.Fatalf("Requeue: %v", err)
+			}
+			if stats := h.sync(); stats.Synced != 1 || stats.Dead != 0 {
+				t.Errorf("Sync after the fix: %+v, want 1 synced", stats)
+			}
+			h.requireAllSynced(len(recs) + 1)
+			if holders := h.ehr.IdentifierHolders(base, score.ID()); len(holders) != 1 {
+				t.Errorf("the score is held by %v, want exactly one resource", holders)
+			}
+			h.requireCounts(expectedResources(t, h.cfg, append(recs, score)))
+			h.requireNoDuplicates()
+		})
+	}
+}
