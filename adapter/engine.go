@@ -217,12 +217,14 @@ func (s *Stats) add(o store.State) {
 // row is deliverable now (rows retrying later are left for later).
 func (e *Engine) Drain(ctx context.Context) (Stats, error) {
 	var total Stats
-	if n, err := e.store.Rescue(ctx, e.now()); err != nil {
-		return total, fmt.Errorf("adapter: rescuing expired leases: %w", err)
-	} else if n > 0 {
-		e.log.Info("rescued rows whose lease expired", "rows", n)
-	}
 	for ctx.Err() == nil {
+		// Rescue before every claim, not only at the start: a crashed
+		// run's leases expire while a long sync is under way.
+		if n, err := e.store.Rescue(ctx, e.now()); err != nil {
+			return total, fmt.Errorf("adapter: rescuing expired leases: %w", err)
+		} else if n > 0 {
+			e.log.Info("rescued rows whose lease expired", "rows", n)
+		}
 		rows, err := e.store.Claim(ctx, e.owner, e.cfg.Sync.BatchSize, e.now(), e.cfg.Sync.Lease.D())
 		if err != nil {
 			return total, fmt.Errorf("adapter: claiming work: %w", err)
@@ -397,10 +399,10 @@ func (e *Engine) loop(claimCtx, workCtx context.Context) {
 // them.
 func (e *Engine) drainUntilStop(claimCtx, workCtx context.Context) (Stats, error) {
 	var total Stats
-	if _, err := e.store.Rescue(claimCtx, e.now()); err != nil {
-		return total, err
-	}
 	for claimCtx.Err() == nil {
+		if _, err := e.store.Rescue(claimCtx, e.now()); err != nil {
+			return total, err
+		}
 		rows, err := e.store.Claim(claimCtx, e.owner, e.cfg.Sync.BatchSize, e.now(), e.cfg.Sync.Lease.D())
 		if err != nil {
 			return total, err
