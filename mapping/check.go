@@ -607,11 +607,13 @@ func ValidNPI(npi string) bool {
 			return false
 		}
 	}
-	return npiCheckDigit(npi[:9]) == npi[9]
+	return NPICheckDigit(npi[:9]) == npi[9]
 }
 
-// npiCheckDigit returns the Luhn check digit of "80840" + base.
-func npiCheckDigit(base string) byte {
+// NPICheckDigit returns the check digit of an NPI whose first nine digits
+// are base: the Luhn check digit of "80840" + base (the card issuer prefix
+// the NPI standard prescribes). base must be nine ASCII digits.
+func NPICheckDigit(base string) byte {
 	digits := "80840" + base
 	total := 0
 	// The check digit goes on the right, so the rightmost digit of digits
