@@ -1,0 +1,276 @@
+package adapter
+
+import (
+	"context"
+	"math"
+	"net/http"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// PacerConfig tunes a Pacer. The zero value of each field means its
+// default.
+type PacerConfig struct {
+	// MaxRate is a ceiling in requests per second; the rate starts from it.
+	// 0 means no ceiling: the rate starts unlimited and is only set once
+	// the EHR pushes back.
+	MaxRate float64
+	// MinRate is the floor multiplicative decrease stops at. Defaults to 1
+	// request per second.
+	MinRate float64
+	// Window is the period over which answers are counted: the rate
+	// decreases at most once, and increases at most once, per window.
+	// Defaults to 1s.
+	Window time.Duration
+	// Decrease is the factor applied on a decrease. Defaults to 0.9.
+	Decrease float64
+	// PauseThreshold: a Retry-After longer than this (an outage or a
+	// maintenance window) pauses every request until it ends; a shorter
+	// one holds back only the request that got it. Defaults to 30s.
+	PauseThreshold time.Duration
+	// Now is the clock. Defaults to time.Now.
+	Now func() time.Time
+}
+
+// Pacer sets the pace of every request to one EHR: a request rate
+// (golang.org/x/time/rate) that adapts to the EHR's answers, and pauses.
+//
+//   - Every request waits for the rate before it is sent (Wait) and
+//     reports its answer after (Done).
+//   - Per Window, if answers 429 or 503 came back in a share clearly above
+//     the share seen before (the noise level), the rate decreases once to
+//     Decrease times the rate of successful answers. If the next window
+//     shows the decrease did not lower that share, the answers were random
+//     faults, not a rate limit: the decrease is undone and the share becomes
+//     the noise level. Scattered faults therefore never stall delivery.
+//   - Per Window without such answers, while the rate was what limited the
+//     requests, it increases by a fixed step (2% of the rate set at the
+//     last decrease): additive increase, up to MaxRate.
+//   - A Retry-After over PauseThreshold pauses every request until then
+//     (Pause). A shorter one is for the caller to honour for that request
+//     alone, holding no worker while it waits.
+//
+// A Pacer is safe for concurrent use.
+type Pacer struct {
+	cfg     PacerConfig
+	limiter *rate.Limiter
+
+	mu         sync.Mutex
+	winStart   time.Time
+	answers    int // answers in the current window
+	throttled  int // 429/503 answers in the current window
+	succeeded  int // 2xx answers in the current window
+	sent       int // requests let through in the current window
+	noise      float64
+	probing    bool       // the last window decreased the rate
+	probeFrom  rate.Limit // the rate before that decrease
+	probeShare float64    // the throttled share that caused it
+	step       rate.Limit
+	pauseUntil time.Time
+	pauseWhy   string
+	paused     chan struct{} // closed when a pause may have ended
+	inFlight   int
+}
+
+// NewPacer returns a Pacer for cfg.
+func NewPacer(cfg PacerConfig) *Pacer {
+	if cfg.MinRate <= 0 {
+		cfg.MinRate = 1
+	}
+	if cfg.Window <= 0 {
+		cfg.Window = time.Second
+	}
+	if cfg.Decrease <= 0 || cfg.Decrease >= 1 {
+		cfg.Decrease = 0.9
+	}
+	if cfg.PauseThreshold <= 0 {
+		cfg.PauseThreshold = 30 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	limit := rate.Inf
+	if cfg.MaxRate > 0 {
+		limit = rate.Limit(cfg.MaxRate)
+	}
+	p := &Pacer{cfg: cfg, limiter: rate.NewLimiter(limit, 1), paused: make(chan struct{})}
+	p.limiter.SetBurstAt(cfg.Now(), 1)
+	p.winStart = cfg.Now()
+	p.step = rate.Limit(max(cfg.MinRate, cfg.MaxRate*0.02))
+	return p
+}
+
+// Wait blocks until a request may be sent: after any pause and at the
+// current rate. It returns ctx's error if ctx ends first. Every Wait that
+// returns nil must be followed by one Done.
+func (p *Pacer) Wait(ctx context.Context) error {
+	for {
+		p.mu.Lock()
+		until, ch := p.pauseUntil, p.paused
+		p.mu.Unlock()
+		d := until.Sub(p.cfg.Now())
+		if d <= 0 {
+			break
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		case <-ch:
+			t.Stop()
+		}
+	}
+	if err := p.limiter.Wait(ctx); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return err
+	}
+	p.mu.Lock()
+	p.inFlight++
+	p.sent++
+	p.mu.Unlock()
+	return nil
+}
+
+// Done reports the answer to a request let through by Wait: its HTTP
+// status (0 when no answer came) and its Retry-After (0 when none).
+func (p *Pacer) Done(status int, retryAfter time.Duration) {
+	now := p.cfg.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.inFlight--
+	p.roll(now)
+	if status == 0 {
+		return // a lost answer says nothing about the EHR's rate
+	}
+	p.answers++
+	switch {
+	case status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable:
+		p.throttled++
+		if retryAfter > p.cfg.PauseThreshold {
+			p.pauseLocked(now.Add(retryAfter), "retry_after")
+		}
+	case status >= 200 && status < 300:
+		p.succeeded++
+	}
+}
+
+// minAnswers is how many answers a window needs before it is judged;
+// a quieter window is extended.
+const minAnswers = 8
+
+// noiseMargin is how far above the noise level a throttled share must be
+// to count as a rate limit.
+const noiseMargin = 0.1
+
+// roll closes the current window if it has ended and adjusts the rate.
+// p.mu is held.
+func (p *Pacer) roll(now time.Time) {
+	elapsed := now.Sub(p.winStart)
+	if elapsed < p.cfg.Window {
+		return
+	}
+	if p.answers < minAnswers && elapsed < 10*p.cfg.Window {
+		return
+	}
+	answers, throttled, succeeded, sent := p.answers, p.throttled, p.succeeded, p.sent
+	p.winStart, p.answers, p.throttled, p.succeeded, p.sent = now, 0, 0, 0, 0
+	if answers == 0 {
+		return
+	}
+	share := float64(throttled) / float64(answers)
+	limit := p.limiter.Limit()
+	wasProbing := p.probing
+	p.probing = false
+	switch {
+	case wasProbing && throttled > 0 && share >= 0.6*p.probeShare:
+		// Slowing down did not lower the share: random faults, not a
+		// rate limit. Undo, and learn the level.
+		p.setLimit(now, p.probeFrom)
+		p.noise = p.probeShare
+	case throttled > 0 && share > p.noise+noiseMargin:
+		okRate := rate.Limit(float64(succeeded) / elapsed.Seconds())
+		base := min(limit, okRate)
+		next := max(rate.Limit(p.cfg.MinRate), base*rate.Limit(p.cfg.Decrease))
+		if next < limit {
+			p.probing, p.probeFrom, p.probeShare = true, limit, share
+			p.setLimit(now, next)
+			p.step = max(rate.Limit(p.cfg.MinRate)/2, next*0.02)
+		}
+	default:
+		if throttled > 0 {
+			// Within the noise: follow its level.
+			p.noise = 0.8*p.noise + 0.2*share
+		} else {
+			p.noise *= 0.9
+		}
+		// Grow only while the rate is what holds requests back.
+		sentRate := rate.Limit(float64(sent) / elapsed.Seconds())
+		if limit != rate.Inf && sentRate >= 0.8*limit {
+			next := limit + p.step
+			if p.cfg.MaxRate > 0 {
+				next = min(next, rate.Limit(p.cfg.MaxRate))
+			}
+			p.setLimit(now, next)
+		}
+	}
+}
+
+func (p *Pacer) setLimit(now time.Time, l rate.Limit) {
+	p.limiter.SetLimitAt(now, l)
+}
+
+// Pause holds every request until until (a Retry-After over the threshold,
+// an outage). why is a bounded reason for status and logs. A pause never
+// shortens one already in force.
+func (p *Pacer) Pause(until time.Time, why string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.pauseLocked(until, why)
+}
+
+func (p *Pacer) pauseLocked(until time.Time, why string) {
+	if until.After(p.pauseUntil) {
+		p.pauseUntil, p.pauseWhy = until, why
+	}
+}
+
+// Resume ends any pause now.
+func (p *Pacer) Resume() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.pauseUntil, p.pauseWhy = time.Time{}, ""
+	close(p.paused)
+	p.paused = make(chan struct{})
+}
+
+// PacerState is a snapshot of a Pacer for status pages and metrics.
+type PacerState struct {
+	// Rate is the current request rate per second; +Inf when unlimited.
+	Rate float64
+	// InFlight is the number of requests sent and not yet answered.
+	InFlight int
+	// PausedUntil is the end of a pause in force (zero if none), and
+	// PauseReason its bounded reason.
+	PausedUntil time.Time
+	PauseReason string
+}
+
+// State returns the pacer's current state.
+func (p *Pacer) State() PacerState {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := PacerState{Rate: float64(p.limiter.Limit()), InFlight: p.inFlight}
+	if p.limiter.Limit() == rate.Inf {
+		s.Rate = math.Inf(1)
+	}
+	if p.pauseUntil.After(p.cfg.Now()) {
+		s.PausedUntil, s.PauseReason = p.pauseUntil, p.pauseWhy
+	}
+	return s
+}
