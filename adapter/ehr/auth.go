@@ -261,6 +261,11 @@ func (s *oauthSource) fetch(ctx context.Context) (string, time.Time, error) {
 		Error       string          `json:"error"`
 	}
 	jerr := json.Unmarshal(raw.body, &body)
+	if raw.status == http.StatusTooManyRequests || raw.status >= 500 {
+		// The token endpoint is busy or down: not a verdict on the client.
+		return "", time.Time{}, &TransientError{Status: raw.status, Reason: "token_endpoint",
+			RetryAfter: parseRetryAfter(raw.header.Get("Retry-After"), s.c.now())}
+	}
 	if raw.status != http.StatusOK {
 		ae := &AuthError{Status: raw.status, Reason: "token_rejected"}
 		if jerr == nil && body.Error != "" {

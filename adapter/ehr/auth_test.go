@@ -262,7 +262,7 @@ func TestUnauthorizedTwiceIsAuthError(t *testing.T) {
 	if Classify(err) != ClassAuth || Reason(err) != "auth" {
 		t.Errorf("class %v reason %q", Classify(err), Reason(err))
 	}
-	if want := "ehr: GET Patient authentication failed: 401 (unauthorized)"; err.Error() != want {
+	if want := "ehr: GET Patient authentication failed: 401 (unauthorized): the EHR refused a fresh token; check the client's registration and token settings"; err.Error() != want {
 		t.Errorf("Error() = %q, want %q", err, want)
 	}
 	if tokens, _, ehr := s.counts(); tokens != 2 || ehr != 2 {
@@ -317,7 +317,7 @@ func TestTokenEndpointFailures(t *testing.T) {
 		{"invalid client", func(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(400)
 			io.WriteString(w, `{"error":"invalid_client","error_description":"unknown key for `+mrn+`"}`)
-		}, ClassAuth, "ehr: authentication failed: 400 (token_rejected: invalid_client)"},
+		}, ClassAuth, "ehr: authentication failed: 400 (token_rejected: invalid_client): the token endpoint does not accept this client; check client_id and its key or secret"},
 		{"unavailable", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(503) },
 			ClassTransient, "ehr: transient failure: 503 after 2 attempts (token_endpoint)"},
 		{"no token", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, `{"token_type":"bearer"}`) },

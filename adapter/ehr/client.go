@@ -60,6 +60,23 @@ type Config struct {
 	Logger *slog.Logger
 	// Hooks are optional metrics callbacks.
 	Hooks Hooks
+	// Pacer, when set, paces every HTTP attempt of the client, token and
+	// discovery requests included: Wait before it is sent, Done after.
+	Pacer Pacer
+	// MaxIdleConnsPerHost sizes the default transport's keep-alive pool
+	// for the EHR host; set it to at least the requests in flight so
+	// steady state opens no new connections. Defaults to 64. Ignored
+	// when HTTPClient brings its own transport.
+	MaxIdleConnsPerHost int
+}
+
+// Pacer paces a Client's requests. Wait blocks until a request may be
+// sent (or returns ctx's error); every Wait that returned nil is followed
+// by one Done with the answer's status (0 when none came) and Retry-After
+// (0 when none).
+type Pacer interface {
+	Wait(ctx context.Context) error
+	Done(status int, retryAfter time.Duration)
 }
 
 // Hooks are callbacks for metrics. A nil func is skipped. They may be
@@ -217,13 +234,17 @@ func New(cfg Config) (*Client, error) {
 	}
 	c.transport = hc.Transport
 	if c.transport == nil {
-		c.transport = defaultTransport()
+		c.transport = defaultTransport(cfg.MaxIdleConnsPerHost)
 	}
 	// retryablehttp closes the client's idle connections after every
 	// failed request; with one client shared by concurrent requests that
 	// would drop the whole keep-alive pool on each 429 that exhausts its
 	// retries. The shield hides CloseIdleConnections from it.
-	hc.Transport = idleShield{c.transport}
+	var rt http.RoundTripper = c.transport
+	if cfg.Pacer != nil {
+		rt = pacedTransport{rt: rt, pacer: cfg.Pacer, now: c.now}
+	}
+	hc.Transport = idleShield{rt}
 	hc.Timeout = timeout
 	hc.CheckRedirect = checkRedirect
 	c.http = &hc
@@ -266,12 +287,42 @@ func parseBase(raw string) (*url.URL, error) {
 	return u, nil
 }
 
-func defaultTransport() http.RoundTripper {
+func defaultTransport(idlePerHost int) http.RoundTripper {
+	if idlePerHost <= 0 {
+		idlePerHost = 64
+	}
 	t := http.DefaultTransport.(*http.Transport).Clone()
-	// The engine sends many concurrent requests to one host.
-	t.MaxIdleConns = 100
-	t.MaxIdleConnsPerHost = 64
+	// The engine sends many concurrent requests to one host: keep a
+	// connection per request in flight, so steady state dials nothing.
+	// HTTP/2 is negotiated over TLS where the EHR offers it
+	// (ForceAttemptHTTP2 from the default transport).
+	t.MaxIdleConns = max(100, idlePerHost)
+	t.MaxIdleConnsPerHost = idlePerHost
 	return t
+}
+
+// pacedTransport asks the pacer before each attempt and tells it the
+// answer.
+type pacedTransport struct {
+	rt    http.RoundTripper
+	pacer Pacer
+	now   func() time.Time
+}
+
+func (p pacedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if err := p.pacer.Wait(r.Context()); err != nil {
+		if r.Body != nil {
+			r.Body.Close()
+		}
+		return nil, err
+	}
+	resp, err := p.rt.RoundTrip(r)
+	if err != nil {
+		p.pacer.Done(0, 0)
+		return nil, err
+	}
+	p.pacer.Done(resp.StatusCode, parseRetryAfter(resp.Header.Get("Retry-After"), p.now()))
+	return resp, nil
 }
 
 // idleShield hides the transport's CloseIdleConnections (see New).
@@ -424,6 +475,10 @@ func label(resourceType string) string {
 
 // outcome turns a non-401 answer into a Response or a RejectedError.
 func (c *Client) outcome(req Request, raw *rawResponse) (*Response, error) {
+	if raw.status == http.StatusForbidden {
+		// A scope or access problem of the client, not of this content.
+		return nil, &AuthError{Status: raw.status, Reason: "forbidden", Method: req.Method, ResourceType: req.ResourceType}
+	}
 	if raw.status < 200 || raw.status > 299 {
 		return nil, &RejectedError{
 			Status:       raw.status,

@@ -207,7 +207,7 @@ func TestStatusClasses(t *testing.T) {
 	}{
 		{"422 with outcome", 422, outcome422, "", ClassPermanent, "http_422", 1},
 		{"400", 400, "", "", ClassPermanent, "http_400", 1},
-		{"403", 403, "", "", ClassPermanent, "http_403", 1},
+		{"403 is the client's authorization, not the record's", 403, "", "", ClassAuth, "auth", 1},
 		{"404", 404, "", "", ClassPermanent, "http_404", 1},
 		{"409", 409, "", "", ClassPermanent, "http_409", 1},
 		{"410", 410, "", "", ClassPermanent, "http_410", 1},
@@ -251,6 +251,11 @@ func TestStatusClasses(t *testing.T) {
 			case ClassTransient:
 				var te *TransientError
 				if !errors.As(err, &te) || te.Status != tt.code || te.Attempts != 3 || te.Method != "PUT" || te.ResourceType != "Observation" {
+					t.Errorf("err = %#v", err)
+				}
+			case ClassAuth:
+				var ae *AuthError
+				if !errors.As(err, &ae) || ae.Status != tt.code || ae.Reason != "forbidden" {
 					t.Errorf("err = %#v", err)
 				}
 			default:

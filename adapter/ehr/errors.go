@@ -154,14 +154,17 @@ func (e *TransientError) Error() string {
 	return b.String()
 }
 
-// AuthError is an authentication failure: the EHR answered 401 again after
-// a token refresh (or 401 with a token that cannot be refreshed), or the
-// token endpoint or SMART discovery rejected our request.
+// AuthError is an authorization failure of the whole client, not of one
+// record: the EHR answered 401 again after a token refresh (or 401 with a
+// token that cannot be refreshed), the EHR answered 403 (the client lacks
+// a scope or access), or the token endpoint or SMART discovery rejected our
+// request (e.g. invalid_client).
 type AuthError struct {
 	// Status is the HTTP status of the failing answer (EHR or token
 	// endpoint), 0 when there was none.
 	Status int
 	// Reason is a bounded class: "unauthorized" (the EHR answered 401),
+	// "forbidden" (the EHR answered 403),
 	// "token_rejected" (the token endpoint refused), "bad_token_response",
 	// "discovery" (no usable .well-known/smart-configuration).
 	Reason string
@@ -189,7 +192,25 @@ func (e *AuthError) Error() string {
 		}
 		b.WriteString(")")
 	}
+	if hint := e.hint(); hint != "" {
+		b.WriteString(": " + hint)
+	}
 	return b.String()
+}
+
+// hint says what an operator should check.
+func (e *AuthError) hint() string {
+	switch {
+	case e.Reason == "forbidden":
+		return "check the scopes and access the EHR granted to this client"
+	case e.Reason == "unauthorized":
+		return "the EHR refused a fresh token; check the client's registration and token settings"
+	case e.OAuthError == "invalid_client":
+		return "the token endpoint does not accept this client; check client_id and its key or secret"
+	case e.Reason == "discovery":
+		return "check ehr.auth.token_url or the EHR's .well-known/smart-configuration"
+	}
+	return ""
 }
 
 // ErrInvalidRequest reports a Request the client refuses to send (bad

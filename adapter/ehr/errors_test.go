@@ -64,7 +64,7 @@ func TestErrorStrings(t *testing.T) {
 		{&TransientError{Reason: "store"}, "ehr: transient failure (store)"},
 		{&TransientError{Status: 429, Reason: "http_429", Method: "PUT", ResourceType: "Observation", Attempts: 4},
 			"ehr: PUT Observation transient failure: 429 after 4 attempts (http_429)"},
-		{&AuthError{Status: 400, Reason: "token_rejected", OAuthError: "invalid_client"}, "ehr: authentication failed: 400 (token_rejected: invalid_client)"},
+		{&AuthError{Status: 400, Reason: "token_rejected", OAuthError: "invalid_client"}, "ehr: authentication failed: 400 (token_rejected: invalid_client): the token endpoint does not accept this client; check client_id and its key or secret"},
 	}
 	for _, tt := range tests {
 		if got := tt.err.Error(); got != tt.want {
