@@ -40,7 +40,12 @@ func TestPacerSeesEveryAttempt(t *testing.T) {
 			return
 		}
 		status(http.StatusOK, `{"resourceType":"Observation","id":"o1"}`)(w, r, n)
-	}, func(c *Config) { c.Pacer = pacer; c.RetryMax = 1; c.RetryWaitMin = time.Millisecond; c.RetryWaitMax = 5 * time.Second })
+	}, func(c *Config) {
+		c.Pacer = pacer
+		c.RetryMax = 1
+		c.RetryWaitMin = time.Millisecond
+		c.RetryWaitMax = 5 * time.Second
+	})
 	if _, err := e.c.Do(ctxT(t), Request{Method: http.MethodGet, Path: "Observation/o1"}); err != nil {
 		t.Fatal(err)
 	}
