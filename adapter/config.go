@@ -54,8 +54,13 @@ type EHRConfig struct {
 	// RetryMax is the number of short retries inside one request before the
 	// record goes back to the outbox. Defaults to 3.
 	RetryMax int `yaml:"retry_max"`
+	// RetryWaitMin is the first wait before a request is tried again in
+	// memory (doubling, with jitter, up to RetryWaitMax). Defaults to
+	// 250ms.
+	RetryWaitMin Duration `yaml:"retry_wait_min"`
 	// RetryWaitMax caps the backoff between short retries and any
-	// Retry-After the EHR asks for. Defaults to 30s.
+	// Retry-After the EHR asks for: a longer wait sends the record back to
+	// the outbox. Defaults to 30s.
 	RetryWaitMax Duration `yaml:"retry_wait_max"`
 	// Auth says how to authenticate.
 	Auth AuthConfig `yaml:"auth"`
@@ -63,6 +68,21 @@ type EHRConfig struct {
 	// "conditional-update", "conditional-create" or "transaction". Defaults
 	// to conditional-update for every type.
 	WriteStrategy map[string]string `yaml:"write_strategy"`
+	// TransactionSize is the most entries one transaction Bundle carries
+	// (write strategy transaction). Defaults to 50.
+	TransactionSize int `yaml:"transaction_size"`
+	// TransactionLinger is how long a patient's Bundle waits to fill up
+	// before it is sent anyway. Defaults to 20ms.
+	TransactionLinger Duration `yaml:"transaction_linger"`
+	// MaxRate caps the requests per second sent to the EHR (its API
+	// gateway's limit, say); the pacer starts from it. 0 means no cap: the
+	// pacer starts unlimited and finds the rate from 429 answers.
+	// Defaults to 0.
+	MaxRate float64 `yaml:"max_rate"`
+	// PauseThreshold: a Retry-After longer than this (an outage, a
+	// maintenance window) pauses every request until it ends; a shorter one
+	// holds back only the request that got it. Defaults to 30s.
+	PauseThreshold Duration `yaml:"pause_threshold"`
 }
 
 // AuthConfig says how to authenticate to the EHR. Secrets accept ${ENV}
@@ -122,6 +142,15 @@ type SyncConfig struct {
 	// ShutdownTimeout bounds the wait for in-flight deliveries on SIGTERM.
 	// Defaults to 30s.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// AuthProbe is how often `serve`, paused because the EHR refused the
+	// adapter's authorization, tries one record to see whether it works
+	// again. Defaults to 30s.
+	AuthProbe Duration `yaml:"auth_probe"`
+	// StaleDerived says what happens to a derived resource (a vital-sign
+	// or adverse-event Observation) that a record's new version no longer
+	// produces: "entered-in-error" marks it so in the EHR, "delete"
+	// deletes it. Defaults to "entered-in-error".
+	StaleDerived string `yaml:"stale_derived"`
 }
 
 // APIConfig configures the HTTP API of `serve`.
@@ -182,10 +211,14 @@ func DefaultConfig() *Config {
 			BaseURL:      "http://127.0.0.1:8090/fhir/R4",
 			Timeout:      Duration(30 * time.Second),
 			RetryMax:     3,
+			RetryWaitMin: Duration(250 * time.Millisecond),
 			RetryWaitMax: Duration(30 * time.Second),
 			Auth:         AuthConfig{Mode: "none"},
 			// As configs/default.yaml writes it.
-			WriteStrategy: map[string]string{"default": "conditional-update"},
+			WriteStrategy:     map[string]string{"default": "conditional-update"},
+			TransactionSize:   50,
+			TransactionLinger: Duration(20 * time.Millisecond),
+			PauseThreshold:    Duration(30 * time.Second),
 		},
 		Patients: PatientsConfig{Create: true},
 		Sync: SyncConfig{
@@ -195,6 +228,8 @@ func DefaultConfig() *Config {
 			PollInterval:    Duration(time.Second),
 			HeldRecheck:     Duration(15 * time.Minute),
 			ShutdownTimeout: Duration(30 * time.Second),
+			AuthProbe:       Duration(30 * time.Second),
+			StaleDerived:    "entered-in-error",
 		},
 		API: APIConfig{
 			Addr: "127.0.0.1:8080", MaxBodyBytes: 10 << 20,
@@ -473,8 +508,35 @@ func (c *Config) Validate() error {
 	if s.BatchSize < 1 || s.BatchSize > 10000 {
 		add("sync.batch_size: must be between 1 and 10000")
 	}
-	if s.Lease < Duration(time.Second) {
-		add("sync.lease: must be at least 1s")
+	// Leases are renewed every third of their length; one attempt of the
+	// slowest request (ehr.timeout) must fit in a renewal period, so that
+	// an attempt under way when a renewal is late still ends inside the
+	// lease and no other process delivers the row meanwhile.
+	if s.Lease < Duration(time.Second) || s.Lease < 3*c.EHR.Timeout {
+		add("sync.lease: must be at least 1s and 3 x ehr.timeout (%s), the longest one delivery attempt can take between two renewals", 3*c.EHR.Timeout.D())
+	}
+	if s.AuthProbe <= 0 {
+		add("sync.auth_probe: must be positive")
+	}
+	switch s.StaleDerived {
+	case "entered-in-error", "delete":
+	default:
+		add("sync.stale_derived: %q is not one of entered-in-error, delete", s.StaleDerived)
+	}
+	if c.EHR.TransactionSize < 1 || c.EHR.TransactionSize > 1000 {
+		add("ehr.transaction_size: must be between 1 and 1000")
+	}
+	if c.EHR.TransactionLinger < 0 {
+		add("ehr.transaction_linger: must not be negative")
+	}
+	if c.EHR.MaxRate < 0 {
+		add("ehr.max_rate: must not be negative (0 means no cap)")
+	}
+	if c.EHR.PauseThreshold <= 0 {
+		add("ehr.pause_threshold: must be positive")
+	}
+	if c.EHR.RetryWaitMin <= 0 || c.EHR.RetryWaitMin > c.EHR.RetryWaitMax {
+		add("ehr.retry_wait_min: must be positive and at most ehr.retry_wait_max")
 	}
 	if s.RetryMin <= 0 || s.RetryMax < s.RetryMin {
 		add("sync.retry_min, sync.retry_max: need 0 < retry_min <= retry_max")

@@ -1,12 +1,16 @@
 package adapter
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/ketamine-fhir/ketamine-fhir/adapter/ehr"
 	"github.com/ketamine-fhir/ketamine-fhir/adapter/store"
@@ -39,60 +43,143 @@ func (l *lookup) Reference(kind mapping.Kind, id string) string {
 
 func (l *lookup) Order(id string) *mapping.Order { return l.orders[id] }
 
-// waitError says a record cannot go out yet; it becomes a waiting outcome.
-type waitError struct {
-	dep   mapping.Dependency
-	class string
+// selfID is the id the mapper is given for the record's own primary
+// resource, so that its derived resources can be mapped (and hashed)
+// before that resource exists; withSelf puts the real reference in.
+const selfID = "ketamine-fhir-self"
+
+// withSelf replaces the placeholder reference to the primary resource of
+// type typ in a derived resource's JSON with ref ("Type/id" or a urn).
+func withSelf(body []byte, typ, ref string) []byte {
+	return bytes.ReplaceAll(body, []byte(`"`+typ+"/"+selfID+`"`), []byte(`"`+ref+`"`))
 }
 
-func (w *waitError) Error() string { return "waiting for " + string(w.dep.Kind) + ": " + w.class }
+// fhirHash is the hash of what a record's mapping sends: every resource's
+// JSON, in order. Change detection compares it with the row's SentHash.
+func fhirHash(res []mapping.Resource) string {
+	h := sha256.New()
+	for _, r := range res {
+		h.Write([]byte(r.Type))
+		h.Write([]byte{0})
+		h.Write(r.JSON)
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
 
-// deliver sends one claimed row and returns its outcome.
-func (e *Engine) deliver(ctx context.Context, r store.Record) store.Outcome {
-	rec, err := e.parser.Parse(r.Payload, 0)
-	if err != nil {
-		return store.Outcome{State: store.StateDead, ErrorClass: ClassInvalidRecord, ErrorDetail: err.Error()}
+// derivedKey names a derived resource for the outbox's Derived list.
+func derivedKey(r mapping.Resource) string {
+	return r.Type + "|" + r.Identifier.System + "|" + r.Identifier.Value
+}
+
+// parseDerivedKey is the inverse of derivedKey.
+func parseDerivedKey(k string) (typ string, id mapping.Identifier, ok bool) {
+	// A system is a URI, which holds no '|'; a value may.
+	typ, rest, ok1 := strings.Cut(k, "|")
+	system, value, ok2 := strings.Cut(rest, "|")
+	if !ok1 || !ok2 {
+		return "", mapping.Identifier{}, false
 	}
-	if rec.Kind == mapping.KindPatient {
-		return e.deliverPatient(ctx, r, rec)
+	return typ, mapping.Identifier{System: system, Value: value}, true
+}
+
+// derivedKeys lists the derived resources of a mapping.
+func derivedKeys(res []mapping.Resource) []string {
+	if len(res) < 2 {
+		return nil
 	}
-	lk, err := e.resolve(ctx, rec)
-	if err != nil {
-		return e.waitOrFail(r, err)
+	keys := make([]string, 0, len(res)-1)
+	for _, r := range res[1:] {
+		keys = append(keys, derivedKey(r))
 	}
-	self := mapping.Dependency{Kind: rec.Kind, ID: rec.ID()}
-	if r.EHRID != "" {
-		lk.refs[self] = primaryType(rec.Kind) + "/" + r.EHRID
+	return keys
+}
+
+// staleDerived returns the derived resources synced before (was) that the
+// new mapping no longer produces.
+func staleDerived(was []string, res []mapping.Resource) []string {
+	if len(was) == 0 {
+		return nil
+	}
+	now := map[string]bool{}
+	for _, k := range derivedKeys(res) {
+		now[k] = true
+	}
+	var stale []string
+	for _, k := range was {
+		if !now[k] {
+			stale = append(stale, k)
+		}
+	}
+	return stale
+}
+
+// deliverItem makes one attempt at delivering an item and says what comes
+// next. It resumes where an earlier in-memory attempt stopped.
+func (e *Engine) deliverItem(ctx context.Context, p *pipeline, it *item) result {
+	rec, r := it.rec, it.row
+	if rec.Kind == mapping.KindPatient && !e.cfg.Patients.Create {
+		return e.holdPatient(ctx, it)
+	}
+	if it.mapped == nil {
+		if res := e.prepare(ctx, p, it); res != nil {
+			return *res
+		}
+	}
+	if r.EHRID != "" && r.SentHash == it.sentHash && it.id == "" && len(staleDerived(r.Derived, it.mapped)) == 0 {
+		// The EHR holds exactly this already (a resync, or an update of
+		// fields that are not sent): nothing to send.
+		return result{out: store.Outcome{State: store.StateSynced, EHRID: r.EHRID, EHRVersion: r.EHRVersion}, unchanged: true}
+	}
+	if it.id == "" {
+		id, version, err := e.write(ctx, it.mapped[0], r.EHRID, r.EHRVersion)
+		if err != nil {
+			return e.failed(it, err)
+		}
+		it.id, it.ver = id, version
+		if rec.Kind == mapping.KindPatient {
+			e.patientIDs.Store(rec.Patient.MRN, id)
+		}
+	}
+	typ := primaryType(rec.Kind)
+	for it.derived < len(it.mapped)-1 {
+		d := it.mapped[1+it.derived]
+		d.JSON = withSelf(d.JSON, typ, typ+"/"+it.id)
+		if _, _, err := e.write(ctx, d, "", ""); err != nil {
+			return e.failed(it, err)
+		}
+		it.derived++
+	}
+	stale := staleDerived(r.Derived, it.mapped)
+	for it.retired < len(stale) {
+		if err := e.retire(ctx, stale[it.retired]); err != nil {
+			return e.failed(it, err)
+		}
+		it.retired++
+	}
+	return result{out: store.Outcome{State: store.StateSynced, EHRID: it.id, EHRVersion: it.ver,
+		SentHash: it.sentHash, Derived: derivedKeys(it.mapped), SetDerived: true}}
+}
+
+// prepare resolves an item's dependencies and maps it, once per claim.
+// It returns nil when the item is mapped, or the result that ends this
+// attempt (waiting, parked, dead, retry).
+func (e *Engine) prepare(ctx context.Context, p *pipeline, it *item) *result {
+	rec := it.rec
+	lk := &lookup{refs: map[mapping.Dependency]string{}, orders: map[string]*mapping.Order{}}
+	if rec.Kind != mapping.KindPatient {
+		if res := e.resolve(ctx, p, it, lk); res != nil {
+			return res
+		}
+		lk.refs[it.key()] = primaryType(rec.Kind) + "/" + selfID
 	}
 	res, err := e.mapper.Map(rec, lk)
 	if err != nil {
-		return e.mappingFailure(rec, err)
+		return &result{out: e.mappingFailure(rec, err)}
 	}
-	e.metrics.Mapped(r.Kind)
-	id, version, err := e.write(ctx, r, res[0], r.EHRID, r.EHRVersion)
-	if err != nil {
-		return e.failure(r, err)
-	}
-	if len(res) > 1 {
-		if _, known := lk.refs[self]; !known {
-			// The derived resources point to the primary one: map again now
-			// that its id is known.
-			lk.refs[self] = primaryType(rec.Kind) + "/" + id
-			if res, err = e.mapper.Map(rec, lk); err != nil {
-				return e.mappingFailure(rec, err)
-			}
-		}
-		for _, d := range res[1:] {
-			if _, _, err := e.write(ctx, r, d, "", ""); err != nil {
-				out := e.failure(r, err)
-				// Keep what the primary write taught us, so the retry
-				// updates it in place.
-				out.EHRID, out.EHRVersion = id, version
-				return out
-			}
-		}
-	}
-	return store.Outcome{State: store.StateSynced, EHRID: id, EHRVersion: version}
+	e.metrics.Mapped(it.row.Kind)
+	it.mapped, it.sentHash = res, fhirHash(res)
+	return nil
 }
 
 // mappingFailure turns a mapping error into an outcome: an administration
@@ -105,41 +192,52 @@ func (e *Engine) mappingFailure(rec *mapping.Record, err error) store.Outcome {
 	return store.Outcome{State: store.StateDead, ErrorClass: ClassMapping, ErrorDetail: err.Error()}
 }
 
-// waitOrFail turns a resolution error into an outcome.
-func (e *Engine) waitOrFail(r store.Record, err error) store.Outcome {
-	var w *waitError
-	if errors.As(err, &w) {
-		return store.Outcome{State: store.StateWaiting, WaitKind: string(w.dep.Kind), WaitID: w.dep.ID, ErrorClass: w.class}
+// failed turns an error from the EHR into a result. It keeps what the
+// attempt taught (the primary resource's id and version), so that a retry
+// from the outbox updates it in place.
+func (e *Engine) failed(it *item, err error) result {
+	out := store.Outcome{ErrorClass: ehr.Reason(err), EHRID: it.id, EHRVersion: it.ver}
+	switch ehr.Classify(err) {
+	case ehr.ClassPermanent:
+		out.State = store.StateDead
+		var rej *ehr.RejectedError
+		if errors.As(err, &rej) {
+			out.ErrorDetail = rejectionDetail(rej)
+		} else {
+			out.ErrorDetail = err.Error()
+		}
+		return result{out: out}
+	case ehr.ClassCanceled:
+		out.State, out.NextAttemptAt, out.ErrorClass = store.StateRetrying, e.now(), ClassCanceled
+		return result{out: out}
+	case ehr.ClassAuth:
+		out.State, out.NextAttemptAt, out.ErrorClass, out.ErrorDetail = store.StateRetrying, e.now(), ClassAuth, err.Error()
+		return result{out: out, auth: err}
 	}
-	return e.failure(r, err)
+	// Transient, or a version conflict that survived a re-read: try again
+	// after the EHR's Retry-After, else the backoff.
+	var retryAfter time.Duration
+	var te *ehr.TransientError
+	if errors.As(err, &te) {
+		retryAfter = te.RetryAfter
+	}
+	out.State, out.ErrorDetail = store.StateRetrying, err.Error()
+	return result{out: out, retry: true, delay: e.shortRetry.Delay(it.tries+1, retryAfter)}
 }
 
-// deliverPatient resolves a patient by MRN and, when patients.create is
-// set, creates or updates it.
-func (e *Engine) deliverPatient(ctx context.Context, r store.Record, rec *mapping.Record) store.Outcome {
-	if !e.cfg.Patients.Create {
-		id, err := e.findPatient(ctx, rec.Patient.MRN)
-		if err != nil {
-			return e.failure(r, err)
-		}
-		if id == "" {
-			// Held by policy: RequeueHeld checks it again later.
-			return store.Outcome{State: store.StateWaiting, ErrorClass: ClassPatientUnknown,
-				ErrorDetail: "the EHR has no patient with this MRN and patients.create is false"}
-		}
-		return store.Outcome{State: store.StateSynced, EHRID: id}
-	}
-	res, err := e.mapper.Map(rec, &lookup{refs: map[mapping.Dependency]string{}})
+// holdPatient resolves a patient by MRN when patients.create is false:
+// synced with the EHR's id, or held by policy.
+func (e *Engine) holdPatient(ctx context.Context, it *item) result {
+	id, err := e.findPatient(ctx, it.rec.Patient.MRN)
 	if err != nil {
-		return store.Outcome{State: store.StateDead, ErrorClass: ClassMapping, ErrorDetail: err.Error()}
+		return e.failed(it, err)
 	}
-	e.metrics.Mapped(r.Kind)
-	id, version, err := e.write(ctx, r, res[0], r.EHRID, r.EHRVersion)
-	if err != nil {
-		return e.failure(r, err)
+	if id == "" {
+		// Held by policy: RequeueHeld checks it again later.
+		return result{out: store.Outcome{State: store.StateWaiting, ErrorClass: ClassPatientUnknown,
+			ErrorDetail: "the EHR has no patient with this MRN and patients.create is false"}}
 	}
-	e.patientIDs.Store(rec.Patient.MRN, id)
-	return store.Outcome{State: store.StateSynced, EHRID: id, EHRVersion: version}
+	return result{out: store.Outcome{State: store.StateSynced, EHRID: id}}
 }
 
 // findPatient searches the EHR for a patient by MRN; "" when none.
@@ -164,33 +262,47 @@ func (e *Engine) findPatient(ctx context.Context, mrn string) (string, error) {
 			Diagnostics: fmt.Sprintf("%d patients in the EHR hold this MRN", len(entries))}}}
 }
 
-// resolve finds the EHR references of a record's dependencies, or returns a
-// *waitError naming the first one that is not synced.
-func (e *Engine) resolve(ctx context.Context, rec *mapping.Record) (*lookup, error) {
-	lk := &lookup{refs: map[mapping.Dependency]string{}, orders: map[string]*mapping.Order{}}
-	for _, dep := range rec.Dependencies() {
-		row, err := e.store.Get(ctx, string(dep.Kind), dep.ID)
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			if dep.Kind != mapping.KindPatient {
-				return nil, &waitError{dep, ClassDependencyMissing}
+// resolve fills lk with the EHR references of an item's dependencies. It
+// returns nil when all are synced, else the result that ends the attempt:
+// parked behind a dependency this pipeline holds, or waiting in the
+// outbox.
+func (e *Engine) resolve(ctx context.Context, p *pipeline, it *item, lk *lookup) *result {
+	for _, dep := range it.rec.Dependencies() {
+		row, ok := it.deps[dep]
+		if !ok || row.EHRID == "" {
+			p.mu.Lock()
+			_, held := p.local[dep]
+			p.mu.Unlock()
+			if held {
+				d := dep
+				return &result{park: &d}
 			}
-			id, err := e.findPatient(ctx, dep.ID)
-			if err != nil {
-				return nil, err
+			// Synced since the claim, perhaps: look again.
+			var err error
+			row, err = e.store.Get(ctx, string(dep.Kind), dep.ID)
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				if dep.Kind != mapping.KindPatient {
+					return wait(dep, ClassDependencyMissing)
+				}
+				id, err := e.findPatient(ctx, dep.ID)
+				if err != nil {
+					res := e.failed(it, err)
+					return &res
+				}
+				if id == "" {
+					return wait(dep, ClassPatientUnknown)
+				}
+				lk.refs[dep] = "Patient/" + id
+				continue
+			case err != nil:
+				if ctx.Err() != nil {
+					return &result{out: canceled(it.row, e.now())}
+				}
+				res := e.failed(it, &ehr.TransientError{Reason: "store"})
+				return &res
 			}
-			if id == "" {
-				return nil, &waitError{dep, ClassPatientUnknown}
-			}
-			lk.refs[dep] = "Patient/" + id
-			continue
-		case err != nil:
-			if ctx.Err() != nil {
-				// Shutting down, not a store failure: the row is
-				// released as canceled.
-				return nil, ctx.Err()
-			}
-			return nil, &ehr.TransientError{Reason: "store"}
+			it.deps[dep] = row
 		}
 		if row.EHRID == "" {
 			class := ClassDependencyPending
@@ -202,25 +314,69 @@ func (e *Engine) resolve(ctx context.Context, rec *mapping.Record) (*lookup, err
 				// same reason, so RequeueHeld re-checks it too.
 				class = ClassPatientUnknown
 			}
-			return nil, &waitError{dep, class}
+			return wait(dep, class)
 		}
 		lk.refs[dep] = primaryType(dep.Kind) + "/" + row.EHRID
 		if dep.Kind == mapping.KindOrder {
 			order, err := e.parser.Parse(row.Payload, 0)
 			if err != nil || order.Order == nil {
-				return nil, &waitError{dep, ClassDependencyDead}
+				return wait(dep, ClassDependencyDead)
 			}
 			lk.orders[dep.ID] = order.Order
 		}
 	}
-	return lk, nil
+	return nil
+}
+
+// wait is the result of a row that waits in the outbox for dep.
+func wait(dep mapping.Dependency, class string) *result {
+	return &result{out: store.Outcome{State: store.StateWaiting, WaitKind: string(dep.Kind), WaitID: dep.ID, ErrorClass: class}}
+}
+
+// retire takes a derived resource that the record no longer produces out
+// of the EHR's current data: by default it marks it entered-in-error with
+// a conditional update on its identifier; with sync.stale_derived delete
+// it deletes it conditionally. A resource the EHR no longer has is done.
+func (e *Engine) retire(ctx context.Context, key string) error {
+	typ, ident, ok := parseDerivedKey(key)
+	if !ok {
+		return nil // not a key this engine wrote: nothing to retire
+	}
+	path := typ + "?" + ident.Query()
+	if e.cfg.Sync.StaleDerived == "delete" {
+		_, err := e.client.Do(ctx, ehr.Request{Method: http.MethodDelete, Path: path, ResourceType: typ})
+		var rej *ehr.RejectedError
+		if errors.As(err, &rej) && (rej.Status == http.StatusNotFound || rej.Status == http.StatusGone) {
+			return nil
+		}
+		return err
+	}
+	entries, err := e.client.Search(ctx, typ, ident.Query())
+	if err != nil || len(entries) == 0 {
+		return err
+	}
+	var res map[string]json.RawMessage
+	if err := json.Unmarshal(entries[0].Resource, &res); err != nil {
+		return fmt.Errorf("adapter: reading a stale %s: %w", typ, ehr.ErrBadResponse)
+	}
+	if string(res["status"]) == `"entered-in-error"` {
+		return nil
+	}
+	res["status"] = json.RawMessage(`"entered-in-error"`)
+	delete(res, "meta")
+	body, err := json.Marshal(res)
+	if err != nil {
+		return err
+	}
+	_, err = e.client.Do(ctx, ehr.Request{Method: http.MethodPut, Path: path, ResourceType: typ, Body: body})
+	return err
 }
 
 // write makes one idempotent write and returns the resource's EHR id and
 // version. With a known id it updates in place with If-Match, re-reading
 // the version once on 412; otherwise it writes conditionally on the
 // business identifier by the configured strategy.
-func (e *Engine) write(ctx context.Context, r store.Record, res mapping.Resource, knownID, knownVersion string) (string, string, error) {
+func (e *Engine) write(ctx context.Context, res mapping.Resource, knownID, knownVersion string) (string, string, error) {
 	if knownID != "" {
 		id, v, err := e.updateByID(ctx, res, knownID, knownVersion)
 		var rej *ehr.RejectedError

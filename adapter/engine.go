@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ketamine-fhir/ketamine-fhir/adapter/ehr"
@@ -59,8 +60,16 @@ type Engine struct {
 	metrics *metrics.Metrics
 	now     func() time.Time
 	owner   string
-	retry   RetryPolicy
-	limit   *limiter
+	retry   RetryPolicy // the outbox's schedule
+	// shortRetry is the schedule of in-memory retries (ehr.retry_wait_min
+	// to ehr.retry_wait_max).
+	shortRetry RetryPolicy
+	pacer      *Pacer
+
+	progress atomic.Int64 // outcomes recorded by this engine's runs
+
+	authMu  sync.Mutex
+	authErr error // the authorization failure delivery is paused for
 
 	patientIDs sync.Map // MRN -> EHR Patient id, for patients found by search
 
@@ -92,22 +101,27 @@ func New(cfg *Config, st store.Store, opts Options) (*Engine, error) {
 		cfg: cfg, store: st, mapper: mapper,
 		parser: mapping.NewParser(&cfg.Mapping, opts.Now),
 		log:    opts.Logger, metrics: opts.Metrics, now: opts.Now, owner: opts.Owner,
-		retry: RetryPolicy{Min: cfg.Sync.RetryMin.D(), Max: cfg.Sync.RetryMax.D(), Now: opts.Now},
-		limit: newLimiter(cfg.Sync.Concurrency),
-		wake:  make(chan struct{}, 1),
+		retry:      RetryPolicy{Min: cfg.Sync.RetryMin.D(), Max: cfg.Sync.RetryMax.D(), Now: opts.Now},
+		shortRetry: RetryPolicy{Min: cfg.EHR.RetryWaitMin.D(), Max: cfg.EHR.RetryWaitMax.D(), Now: opts.Now},
+		pacer:      NewPacer(PacerConfig{MaxRate: cfg.EHR.MaxRate, PauseThreshold: cfg.EHR.PauseThreshold.D(), Now: opts.Now}),
+		wake:       make(chan struct{}, 1),
 	}
 	var key []byte
 	if cfg.EHR.Auth.PrivateKey != "" {
 		key = []byte(cfg.EHR.Auth.PrivateKey)
 	}
 	e.client, err = ehr.New(ehr.Config{
-		BaseURL:      cfg.EHR.BaseURL,
-		Timeout:      cfg.EHR.Timeout.D(),
-		RetryMax:     retryMax(cfg.EHR.RetryMax),
-		RetryWaitMax: cfg.EHR.RetryWaitMax.D(),
-		UserAgent:    "ketamine-fhir",
-		HTTPClient:   opts.HTTPClient,
-		Logger:       opts.Logger,
+		BaseURL: cfg.EHR.BaseURL,
+		Timeout: cfg.EHR.Timeout.D(),
+		// The pipeline retries, holding no worker while it waits: no
+		// short retries inside a request.
+		RetryMax:            -1,
+		RetryWaitMax:        cfg.EHR.RetryWaitMax.D(),
+		Pacer:               e.pacer,
+		MaxIdleConnsPerHost: 2 * cfg.Sync.Concurrency,
+		UserAgent:           "ketamine-fhir",
+		HTTPClient:          opts.HTTPClient,
+		Logger:              opts.Logger,
 		Auth: ehr.AuthConfig{
 			Mode: cfg.EHR.Auth.Mode, Token: cfg.EHR.Auth.Token,
 			ClientID: cfg.EHR.Auth.ClientID, ClientSecret: cfg.EHR.Auth.ClientSecret,
@@ -115,15 +129,7 @@ func New(cfg *Config, st store.Store, opts Options) (*Engine, error) {
 			Scopes: cfg.EHR.Auth.Scopes, TokenURL: cfg.EHR.Auth.TokenURL,
 		},
 		Hooks: ehr.Hooks{
-			OnRequest: func(rt, method string, status int, d time.Duration) {
-				e.metrics.EHRRequest(rt, method, status, d)
-				switch {
-				case status == http.StatusTooManyRequests:
-					e.limit.throttled()
-				case status >= 200 && status < 300:
-					e.limit.succeeded()
-				}
-			},
+			OnRequest:      e.metrics.EHRRequest,
 			OnRetry:        e.metrics.Retry,
 			OnTokenRefresh: e.metrics.TokenRefresh,
 		},
@@ -132,6 +138,81 @@ func New(cfg *Config, st store.Store, opts Options) (*Engine, error) {
 		return nil, fmt.Errorf("adapter: %w", err)
 	}
 	return e, nil
+}
+
+// Progress returns how many outcomes this engine's runs have recorded,
+// for progress bars: it only grows.
+func (e *Engine) Progress() int64 { return e.progress.Load() }
+
+// Pacer returns the pacer of the engine's EHR requests.
+func (e *Engine) Pacer() *Pacer { return e.pacer }
+
+// AuthPaused returns the authorization failure delivery is paused for,
+// or nil. Its text names what to check and holds no secret.
+func (e *Engine) AuthPaused() error {
+	e.authMu.Lock()
+	defer e.authMu.Unlock()
+	return e.authErr
+}
+
+// setAuthPaused records (err non-nil) or clears an authorization pause,
+// logging each change once.
+func (e *Engine) setAuthPaused(err error) {
+	e.authMu.Lock()
+	was := e.authErr
+	e.authErr = err
+	e.authMu.Unlock()
+	switch {
+	case err != nil && was == nil:
+		e.log.Error("delivery paused: the EHR refused the adapter's authorization; records stay queued with reason auth",
+			"class", ehr.Reason(err), "err", err)
+		e.metrics.DeliveryPaused(ClassAuth, true)
+	case err == nil && was != nil:
+		e.log.Info("delivery resumed: the EHR accepts the adapter's authorization again")
+		e.metrics.DeliveryPaused(ClassAuth, false)
+	}
+}
+
+// mappingMetaKey is the outbox meta key of the mapping fingerprint.
+const mappingMetaKey = "mapping_fingerprint"
+
+// checkMapping compares the mapping configuration with the one the outbox
+// last delivered under. When it changed, every synced row is queued again
+// (Resync): each is mapped anew and sent only if its FHIR output changed.
+func (e *Engine) checkMapping(ctx context.Context) error {
+	fp := e.mapper.Fingerprint()
+	old, err := e.store.Meta(ctx, mappingMetaKey)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return fmt.Errorf("adapter: reading the mapping fingerprint: %w", err)
+	case old != fp:
+		n, err := e.store.Resync(ctx, "", time.Time{}, e.now())
+		if err != nil {
+			return fmt.Errorf("adapter: re-queueing synced records after a mapping change: %w", err)
+		}
+		e.log.Info("the mapping configuration changed: synced records are compared again; those whose FHIR output changed are sent", "records", n)
+	default:
+		return nil
+	}
+	if err := e.store.SetMeta(ctx, mappingMetaKey, fp); err != nil {
+		return fmt.Errorf("adapter: recording the mapping fingerprint: %w", err)
+	}
+	return nil
+}
+
+// Resync queues synced records again (of kind, or all kinds when kind is
+// ""; synced at or after since unless since is zero) and reports how many.
+// Each is mapped anew and sent only if its FHIR output changed.
+func (e *Engine) Resync(ctx context.Context, kind string, since time.Time) (int, error) {
+	n, err := e.store.Resync(ctx, kind, since, e.now())
+	if err != nil {
+		return 0, fmt.Errorf("adapter: resync: %w", err)
+	}
+	if n > 0 {
+		e.Wake()
+	}
+	return n, nil
 }
 
 // Parser returns the engine's record parser (the HTTP API parses with it).
@@ -195,50 +276,57 @@ func (e *Engine) Wake() {
 	}
 }
 
-// Stats counts what one Drain or Sync did.
+// Stats counts the outcomes one Drain, Sync or serve run recorded. A row
+// that goes back to the outbox and is tried again in the same run counts
+// once per outcome.
 type Stats struct {
-	Synced, Retrying, Waiting, Dead int
+	// Synced counts rows recorded synced: delivered, or found unchanged.
+	Synced int
+	// Unchanged counts, of Synced, the rows whose FHIR output was the same
+	// as what the EHR already holds: recorded synced with no request.
+	Unchanged int
+	// Retrying counts outcomes that sent a row back to the outbox for a
+	// later attempt (a transient failure, an authorization pause, a
+	// shutdown).
+	Retrying int
+	// Waiting counts outcomes that left a row waiting for a dependency or
+	// held by policy.
+	Waiting int
+	// Dead counts rows moved to the dead letters.
+	Dead int
+	// Reasons counts the Retrying and Waiting outcomes by their error
+	// class ("http_503", "auth", "dependency_pending", ...).
+	Reasons map[string]int
 }
 
-func (s *Stats) add(o store.State) {
-	switch o {
+func newStats() Stats { return Stats{Reasons: map[string]int{}} }
+
+func (s *Stats) add(out store.Outcome, unchanged bool) {
+	switch out.State {
 	case store.StateSynced:
 		s.Synced++
+		if unchanged {
+			s.Unchanged++
+		}
 	case store.StateRetrying, store.StatePending:
 		s.Retrying++
+		s.Reasons[out.ErrorClass]++
 	case store.StateWaiting:
 		s.Waiting++
+		s.Reasons[out.ErrorClass]++
 	case store.StateDead:
 		s.Dead++
 	}
 }
 
-// Drain rescues expired leases, then claims and delivers batches until no
-// row is deliverable now (rows retrying later are left for later).
+// Drain delivers until no row is deliverable now: rows retrying later
+// are left for later. It returns ErrAuthorization (wrapped) when the EHR
+// refused the adapter's authorization.
 func (e *Engine) Drain(ctx context.Context) (Stats, error) {
-	var total Stats
-	for ctx.Err() == nil {
-		// Rescue before every claim, not only at the start: a crashed
-		// run's leases expire while a long sync is under way.
-		if n, err := e.store.Rescue(ctx, e.now()); err != nil {
-			return total, fmt.Errorf("adapter: rescuing expired leases: %w", err)
-		} else if n > 0 {
-			e.log.Info("rescued rows whose lease expired", "rows", n)
-		}
-		rows, err := e.store.Claim(ctx, e.owner, e.cfg.Sync.BatchSize, e.now(), e.cfg.Sync.Lease.D())
-		if err != nil {
-			return total, fmt.Errorf("adapter: claiming work: %w", err)
-		}
-		if len(rows) == 0 {
-			return total, nil
-		}
-		st := e.deliverBatch(ctx, rows)
-		total.Synced += st.Synced
-		total.Retrying += st.Retrying
-		total.Waiting += st.Waiting
-		total.Dead += st.Dead
+	if err := e.checkMapping(ctx); err != nil {
+		return newStats(), err
 	}
-	return total, ctx.Err()
+	return e.newPipeline(modeDrain, ctx, ctx).run()
 }
 
 // RequeueHeld moves rows held because the EHR did not know their patient
@@ -269,44 +357,24 @@ func (e *Engine) RequeueHeld(ctx context.Context) (int, error) {
 
 // Sync delivers everything deliverable, waiting out backoffs, until no row
 // is pending, in flight or retrying, or until deadline (zero: no deadline)
-// or ctx ends. It is the body of `ketamine-fhir sync`.
+// or ctx ends. It is the body of `ketamine-fhir sync`. It returns
+// ErrAuthorization (wrapped) when the EHR refused the adapter's
+// authorization: the rows stay queued with reason auth.
 func (e *Engine) Sync(ctx context.Context, deadline time.Time) (Stats, error) {
-	var total Stats
 	if _, err := e.RequeueHeld(ctx); err != nil {
-		return total, fmt.Errorf("adapter: re-checking held records: %w", err)
+		return newStats(), fmt.Errorf("adapter: re-checking held records: %w", err)
 	}
+	if err := e.checkMapping(ctx); err != nil {
+		return newStats(), err
+	}
+	claimCtx := ctx
 	if !deadline.IsZero() {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, deadline)
+		claimCtx, cancel = context.WithDeadline(ctx, deadline)
 		defer cancel()
 	}
-	for {
-		st, err := e.Drain(ctx)
-		total.Synced += st.Synced
-		total.Dead += st.Dead
-		if err != nil {
-			if ctx.Err() != nil {
-				return total, nil
-			}
-			return total, err
-		}
-		busy, err := e.undelivered(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return total, nil
-			}
-			return total, err
-		}
-		if !busy {
-			return total, nil
-		}
-		select {
-		case <-ctx.Done():
-			return total, nil
-		case <-time.After(e.cfg.Sync.PollInterval.D()):
-		case <-e.wake:
-		}
-	}
+	// At the deadline no new row is claimed; rows in flight finish.
+	return e.newPipeline(modeSync, claimCtx, ctx).run()
 }
 
 // undelivered reports whether any row is pending, in flight or retrying.
@@ -330,9 +398,10 @@ type run struct {
 	done        chan struct{}
 }
 
-// Start runs delivery in the background until Stop: it drains the outbox,
-// then waits for Wake or the poll interval, and re-checks held records
-// every sync.held_recheck. Start on a running engine does nothing.
+// Start runs delivery in the background until Stop: the pipeline claims
+// whatever becomes deliverable, woken by Wake and polling every
+// sync.poll_interval, and re-checks held records every sync.held_recheck.
+// Start on a running engine does nothing.
 func (e *Engine) Start(ctx context.Context) {
 	e.runMu.Lock()
 	defer e.runMu.Unlock()
@@ -345,7 +414,12 @@ func (e *Engine) Start(ctx context.Context) {
 	e.running = r
 	go func() {
 		defer close(r.done)
-		e.loop(claimCtx, workCtx)
+		if err := e.checkMapping(claimCtx); err != nil && claimCtx.Err() == nil {
+			e.log.Error("comparing the mapping configuration failed", "err", err)
+		}
+		if _, err := e.newPipeline(modeServe, claimCtx, workCtx).run(); err != nil && claimCtx.Err() == nil {
+			e.log.Error("delivery stopped", "err", err)
+		}
 	}()
 }
 
@@ -372,146 +446,8 @@ func (e *Engine) Stop(ctx context.Context) error {
 	}
 }
 
-func (e *Engine) loop(claimCtx, workCtx context.Context) {
-	held := time.NewTicker(e.cfg.Sync.HeldRecheck.D())
-	defer held.Stop()
-	poll := time.NewTicker(e.cfg.Sync.PollInterval.D())
-	defer poll.Stop()
-	for claimCtx.Err() == nil {
-		if _, err := e.drainUntilStop(claimCtx, workCtx); err != nil && claimCtx.Err() == nil {
-			e.log.Error("delivery pass failed", "err", err)
-		}
-		select {
-		case <-claimCtx.Done():
-			return
-		case <-e.wake:
-		case <-poll.C:
-		case <-held.C:
-			if _, err := e.RequeueHeld(claimCtx); err != nil && claimCtx.Err() == nil {
-				e.log.Error("re-checking held records failed", "err", err)
-			}
-		}
-	}
-}
-
-// drainUntilStop is Drain where claiming stops with claimCtx but the
-// deliveries of a claimed batch run under workCtx, so a soft stop finishes
-// them.
-func (e *Engine) drainUntilStop(claimCtx, workCtx context.Context) (Stats, error) {
-	var total Stats
-	for claimCtx.Err() == nil {
-		if _, err := e.store.Rescue(claimCtx, e.now()); err != nil {
-			return total, err
-		}
-		rows, err := e.store.Claim(claimCtx, e.owner, e.cfg.Sync.BatchSize, e.now(), e.cfg.Sync.Lease.D())
-		if err != nil {
-			return total, err
-		}
-		if len(rows) == 0 {
-			return total, nil
-		}
-		st := e.deliverBatch(workCtx, rows)
-		total.Synced += st.Synced
-		total.Dead += st.Dead
-	}
-	return total, nil
-}
-
-// deliverBatch delivers claimed rows kind by kind in dependency order, the
-// rows of one kind concurrently (bounded by the adaptive limiter), so a
-// patient and its order claimed together go out in the right order.
-func (e *Engine) deliverBatch(ctx context.Context, rows []store.Record) Stats {
-	var st Stats
-	for _, kind := range mapping.Kinds {
-		var group []store.Record
-		for _, r := range rows {
-			if r.Kind == string(kind) {
-				group = append(group, r)
-			}
-		}
-		if len(group) == 0 {
-			continue
-		}
-		for _, out := range e.deliverKind(ctx, kind, group) {
-			st.add(out)
-		}
-	}
-	for _, r := range rows {
-		if !mapping.Kind(r.Kind).Valid() {
-			st.add(e.finish(r, store.Outcome{State: store.StateDead, Hash: r.Hash,
-				ErrorClass: ClassInvalidRecord, ErrorDetail: "unknown record kind"}))
-		}
-	}
-	return st
-}
-
-// deliverKind delivers the rows of one kind and returns their new states.
-func (e *Engine) deliverKind(ctx context.Context, kind mapping.Kind, rows []store.Record) []store.State {
-	if e.cfg.EHR.Strategy(primaryType(kind)) == "transaction" {
-		return e.deliverTransactions(ctx, kind, rows)
-	}
-	states := make([]store.State, len(rows))
-	var wg sync.WaitGroup
-	for i, r := range rows {
-		if err := e.limit.acquire(ctx); err != nil {
-			states[i] = e.finish(r, canceled(r, e.now()))
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer e.limit.release()
-			states[i] = e.finish(r, e.deliver(ctx, r))
-		}()
-	}
-	wg.Wait()
-	return states
-}
-
 func canceled(r store.Record, now time.Time) store.Outcome {
 	return store.Outcome{State: store.StateRetrying, Hash: r.Hash, NextAttemptAt: now, ErrorClass: ClassCanceled}
-}
-
-// finish commits a row's outcome. It uses its own context: an outcome the
-// EHR has answered must be recorded even while shutting down.
-func (e *Engine) finish(r store.Record, out store.Outcome) store.State {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if out.Hash == "" {
-		out.Hash = r.Hash
-	}
-	err := e.store.Finish(ctx, r.ID, e.owner, out, e.now())
-	attrs := []any{"outbox_id", r.ID, "kind", r.Kind}
-	if r.Kind != string(mapping.KindPatient) {
-		attrs = append(attrs, "local_id", r.LocalID) // a patient's local id is its MRN: never logged
-	}
-	switch {
-	case errors.Is(err, store.ErrLeaseLost):
-		e.log.Warn("lease lost before the outcome was recorded; another worker owns the row", attrs...)
-		return store.StateInFlight
-	case err != nil:
-		// The lease will expire and the row will be delivered again
-		// (idempotently): nothing is lost.
-		e.log.Error("recording an outcome failed", append(attrs, "err", err)...)
-		return store.StateInFlight
-	}
-	switch out.State {
-	case store.StateSynced:
-		now := e.now()
-		e.metrics.Synced(r.Kind, now)
-		e.lastSync.Lock()
-		e.lastSyncT = now
-		e.lastSync.Unlock()
-		e.log.Debug("synced", append(attrs, "resource_id", out.EHRID, "version", out.EHRVersion)...)
-	case store.StateDead:
-		e.metrics.Dead(r.Kind, out.ErrorClass)
-		e.log.Warn("dead letter", append(attrs, "class", out.ErrorClass)...)
-	case store.StateRetrying:
-		e.log.Info("will retry", append(attrs, "class", out.ErrorClass, "attempts", r.Attempts, "next_attempt", out.NextAttemptAt)...)
-	case store.StateWaiting:
-		e.log.Info("waiting", append(attrs, "class", out.ErrorClass, "wait_kind", out.WaitKind)...)
-	}
-	return out.State
 }
 
 // failure turns an error from the EHR client into an outcome.
@@ -590,13 +526,4 @@ func (e *Engine) Rejected(re *mapping.RecordError) {
 	}
 	e.metrics.Received(kind)
 	e.metrics.Rejected(kind, "invalid_record")
-}
-
-// retryMax converts ehr.retry_max (0: no short retries) to the client's
-// convention (0: its default, negative: none).
-func retryMax(n int) int {
-	if n == 0 {
-		return -1
-	}
-	return n
 }

@@ -360,6 +360,15 @@ func (r *outcomeRecorder) Finish(ctx context.Context, id int64, owner string, ou
 	return r.Store.Finish(ctx, id, owner, out, now)
 }
 
+func (r *outcomeRecorder) FinishMany(ctx context.Context, owner string, items []store.Completion, now time.Time) ([]error, error) {
+	r.mu.Lock()
+	for _, c := range items {
+		r.outcomes = append(r.outcomes, c.Outcome)
+	}
+	r.mu.Unlock()
+	return r.Store.FinishMany(ctx, owner, items, now)
+}
+
 func (r *outcomeRecorder) all() []store.Outcome {
 	r.mu.Lock()
 	defer r.mu.Unlock()

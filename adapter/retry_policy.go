@@ -3,6 +3,8 @@ package adapter
 import (
 	"math/rand/v2"
 	"time"
+
+	"github.com/ketamine-fhir/ketamine-fhir/adapter/ehr"
 )
 
 // RetryPolicy says when a record that failed transiently is tried again.
@@ -34,6 +36,16 @@ type RetryPolicy struct {
 // Next returns when a record whose attempts-th attempt just failed may be
 // claimed again; retryAfter is the EHR's Retry-After (0 if none).
 func (p RetryPolicy) Next(attempts int, retryAfter time.Duration) time.Time {
+	now := p.Now
+	if now == nil {
+		now = time.Now
+	}
+	return now().Add(p.Delay(attempts, retryAfter))
+}
+
+// Delay is the wait of Next: ehr.Backoff's schedule from Min to Max, or
+// the EHR's Retry-After when that is later (capped at Max).
+func (p RetryPolicy) Delay(attempts int, retryAfter time.Duration) time.Duration {
 	minD, maxD := p.Min, p.Max
 	if minD <= 0 {
 		minD = time.Second
@@ -41,21 +53,13 @@ func (p RetryPolicy) Next(attempts int, retryAfter time.Duration) time.Time {
 	if maxD < minD {
 		maxD = 5 * time.Minute
 	}
-	now, jitter := p.Now, p.Jitter
-	if now == nil {
-		now = time.Now
-	}
+	jitter := p.Jitter
 	if jitter == nil {
 		jitter = rand.Float64
 	}
-	d := minD
-	for i := 1; i < attempts && d < maxD; i++ {
-		d *= 2
-	}
-	d = min(d, maxD)
-	d -= time.Duration(float64(d) * 0.2 * jitter())
+	d := ehr.Backoff(minD, maxD, attempts, jitter())
 	if retryAfter > d {
 		d = min(retryAfter, maxD)
 	}
-	return now().Add(d)
+	return d
 }

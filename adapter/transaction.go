@@ -3,94 +3,178 @@ package adapter
 import (
 	"context"
 	"errors"
-	"sync"
+	"time"
 
 	"github.com/ketamine-fhir/ketamine-fhir/adapter/ehr"
 	"github.com/ketamine-fhir/ketamine-fhir/adapter/store"
 	"github.com/ketamine-fhir/ketamine-fhir/mapping"
 )
 
-// maxBundleRecords bounds how many records one transaction carries.
-const maxBundleRecords = 20
+// txBatch is the rows of one patient and kind gathering for a
+// transaction Bundle.
+type txBatch struct {
+	items   []*item
+	entries int // estimated
+	timer   *time.Timer
+}
 
-// txItem is one record prepared for a transaction.
-type txItem struct {
-	row     store.Record
+// batch adds an item to its patient's Bundle, which goes to the ready
+// queue when it holds ehr.transaction_size entries or after
+// ehr.transaction_linger (Benthos' count/period batching).
+func (p *pipeline) batch(it *item) {
+	key := it.row.Kind + "|" + batchKey(it.rec)
+	size := p.e.cfg.EHR.TransactionSize
+	p.mu.Lock()
+	b := p.batches[key]
+	if b == nil {
+		b = &txBatch{}
+		p.batches[key] = b
+		b.timer = time.AfterFunc(p.e.cfg.EHR.TransactionLinger.D(), func() { p.flushBatch(key, b) })
+	}
+	b.items = append(b.items, it)
+	b.entries += estimateEntries(it.rec)
+	full := b.entries >= size
+	if full {
+		delete(p.batches, key)
+		b.timer.Stop()
+	}
+	p.mu.Unlock()
+	if full {
+		p.enqueue(unit{items: b.items, tx: true})
+	}
+}
+
+// batchKey groups records per patient (a patient is its own group).
+func batchKey(rec *mapping.Record) string {
+	if deps := rec.Dependencies(); len(deps) > 0 {
+		return deps[0].ID
+	}
+	return rec.ID()
+}
+
+// estimateEntries guesses how many Bundle entries a record maps to, for
+// batching; the worker splits by the exact count.
+func estimateEntries(rec *mapping.Record) int {
+	if a := rec.Administration; a != nil {
+		n := 1 + 3*len(a.Vitals) + len(a.AdverseEvents)
+		if a.WeightKg != nil {
+			n++
+		}
+		return n
+	}
+	return 1
+}
+
+// flushBatch sends a lingering batch on, unless it was sent already.
+func (p *pipeline) flushBatch(key string, b *txBatch) {
+	p.mu.Lock()
+	if p.batches[key] != b {
+		p.mu.Unlock()
+		return
+	}
+	delete(p.batches, key)
+	p.mu.Unlock()
+	p.enqueue(unit{items: b.items, tx: true})
+}
+
+// flushBatches sends every gathering batch on now.
+func (p *pipeline) flushBatches() {
+	p.mu.Lock()
+	batches := p.batches
+	p.batches = map[string]*txBatch{}
+	p.mu.Unlock()
+	for _, b := range batches {
+		b.timer.Stop()
+		p.enqueue(unit{items: b.items, tx: true})
+	}
+}
+
+// txEntry is one record's part of a Bundle.
+type txEntry struct {
+	it      *item
 	entries []mapping.BundleEntry // primary first
 }
 
-// deliverTransactions delivers rows of one kind as transaction Bundles,
-// one per patient (several records per request). Records that must wait or
-// cannot be mapped are finished on their own. When the EHR rejects a
-// bundle, each record is sent again on its own (conditional writes) so that
-// the poison record alone goes to the dead letters.
-func (e *Engine) deliverTransactions(ctx context.Context, kind mapping.Kind, rows []store.Record) []store.State {
-	states := make([]store.State, len(rows))
-	groups := map[string][]int{} // MRN -> row indexes
-	var order []string
-	for i, r := range rows {
-		rec, err := e.parser.Parse(r.Payload, 0)
-		if err != nil {
-			states[i] = e.finish(r, store.Outcome{State: store.StateDead, ErrorClass: ClassInvalidRecord, ErrorDetail: err.Error()})
+// deliverBundle delivers rows of one patient and kind as transaction
+// Bundles of at most ehr.transaction_size entries. Rows that wait, cannot
+// be mapped, or are unchanged are settled on their own. When the EHR
+// rejects a Bundle, each of its rows is delivered on its own (conditional
+// writes) so that the poison row alone goes to the dead letters.
+func (e *Engine) deliverBundle(ctx context.Context, p *pipeline, items []*item) {
+	var ready []txEntry
+	for _, it := range items {
+		if it.rec.Kind == mapping.KindPatient && !e.cfg.Patients.Create {
+			p.settle(it, e.holdPatient(ctx, it))
 			continue
 		}
-		mrn := rec.Dependencies()
-		key := rec.ID()
-		if len(mrn) > 0 {
-			key = mrn[0].ID
-		}
-		if _, ok := groups[key]; !ok {
-			order = append(order, key)
-		}
-		groups[key] = append(groups[key], i)
-	}
-	var wg sync.WaitGroup
-	for _, key := range order {
-		idx := groups[key]
-		for start := 0; start < len(idx); start += maxBundleRecords {
-			chunk := idx[start:min(start+maxBundleRecords, len(idx))]
-			if err := e.limit.acquire(ctx); err != nil {
-				for _, i := range chunk {
-					states[i] = e.finish(rows[i], canceled(rows[i], e.now()))
-				}
+		if it.mapped == nil {
+			if res := e.prepare(ctx, p, it); res != nil {
+				p.settle(it, *res)
 				continue
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer e.limit.release()
-				e.deliverBundle(ctx, rows, chunk, states)
-			}()
 		}
-	}
-	wg.Wait()
-	return states
-}
-
-func (e *Engine) deliverBundle(ctx context.Context, rows []store.Record, idx []int, states []store.State) {
-	var items []txItem
-	var itemIdx []int
-	for _, i := range idx {
-		r := rows[i]
-		item, out, ok := e.prepareTx(ctx, r)
-		if !ok {
-			states[i] = e.finish(r, out)
+		r := it.row
+		if r.EHRID != "" && r.SentHash == it.sentHash && len(staleDerived(r.Derived, it.mapped)) == 0 {
+			p.settle(it, result{out: store.Outcome{State: store.StateSynced, EHRID: r.EHRID, EHRVersion: r.EHRVersion}, unchanged: true})
 			continue
 		}
-		items = append(items, item)
-		itemIdx = append(itemIdx, i)
+		ready = append(ready, txEntry{it: it, entries: e.bundleEntries(it)})
 	}
-	if len(items) == 0 {
-		return
+	for len(ready) > 0 {
+		n, size := 0, 0
+		for n < len(ready) && (n == 0 || size+len(ready[n].entries) <= e.cfg.EHR.TransactionSize) {
+			size += len(ready[n].entries)
+			n++
+		}
+		e.sendBundle(ctx, p, ready[:n])
+		ready = ready[n:]
 	}
+}
+
+// bundleEntries turns a mapped item into Bundle entries: conditional
+// updates on the business identifier (conditional create for a Patient),
+// or an update by id with If-Match when the EHR id is known.
+func (e *Engine) bundleEntries(it *item) []mapping.BundleEntry {
+	r := it.row
+	typ := primaryType(it.rec.Kind)
+	self := mapping.URNFor(e.mapper.Identifier(it.rec.Kind, it.rec.ID()))
+	if r.EHRID != "" {
+		self = typ + "/" + r.EHRID
+	}
+	entries := make([]mapping.BundleEntry, 0, len(it.mapped))
+	for i, res := range it.mapped {
+		if i > 0 {
+			res.JSON = withSelf(res.JSON, typ, self)
+		}
+		var entry mapping.BundleEntry
+		if res.Type == "Patient" {
+			entry = mapping.ConditionalCreate(res)
+		} else {
+			entry = mapping.ConditionalUpdate(res)
+		}
+		if i == 0 && r.EHRID != "" && res.Type != "Patient" {
+			if body, err := withID(res.JSON, r.EHRID); err == nil {
+				entry.Resource.JSON = body
+				entry.URL = res.Type + "/" + r.EHRID
+				entry.FullURL = ""
+				entry.IfMatch = r.EHRVersion
+			}
+		}
+		entries = append(entries, entry)
+	}
+	return entries
+}
+
+// sendBundle sends one transaction Bundle and settles its rows.
+func (e *Engine) sendBundle(ctx context.Context, p *pipeline, part []txEntry) {
 	var entries []mapping.BundleEntry
-	for _, it := range items {
-		entries = append(entries, it.entries...)
+	for _, t := range part {
+		entries = append(entries, t.entries...)
 	}
 	bundle, err := mapping.TransactionBundle(entries)
 	if err != nil {
-		for k, it := range items {
-			states[itemIdx[k]] = e.finish(it.row, store.Outcome{State: store.StateDead, ErrorClass: ClassMapping, ErrorDetail: err.Error()})
+		for _, t := range part {
+			p.settle(t.it, result{out: store.Outcome{State: store.StateDead, ErrorClass: ClassMapping, ErrorDetail: err.Error()}})
 		}
 		return
 	}
@@ -101,71 +185,29 @@ func (e *Engine) deliverBundle(ctx context.Context, rows []store.Record, idx []i
 	if err != nil {
 		var rej *ehr.RejectedError
 		if errors.As(err, &rej) {
-			// Find the poison record, and let a version conflict be
-			// resolved by re-reading: deliver each record on its own.
-			for k, it := range items {
-				states[itemIdx[k]] = e.finish(it.row, e.deliver(ctx, it.row))
+			// Find the poison row, and let a version conflict be resolved
+			// by re-reading: deliver each row on its own.
+			for _, t := range part {
+				p.settle(t.it, e.deliverItem(ctx, p, t.it))
 			}
 			return
 		}
-		for k, it := range items {
-			states[itemIdx[k]] = e.finish(it.row, e.failure(it.row, err))
+		for _, t := range part {
+			p.settle(t.it, e.failed(t.it, err))
 		}
 		return
 	}
 	pos := 0
-	for k, it := range items {
+	for _, t := range part {
 		primary := results[pos]
-		pos += len(it.entries)
-		states[itemIdx[k]] = e.finish(it.row, store.Outcome{State: store.StateSynced, EHRID: primary.ID, EHRVersion: primary.Version})
-	}
-}
-
-// prepareTx resolves and maps one row into bundle entries, or returns the
-// outcome that ends its delivery now (waiting, dead).
-func (e *Engine) prepareTx(ctx context.Context, r store.Record) (txItem, store.Outcome, bool) {
-	rec, err := e.parser.Parse(r.Payload, 0)
-	if err != nil {
-		return txItem{}, store.Outcome{State: store.StateDead, ErrorClass: ClassInvalidRecord, ErrorDetail: err.Error()}, false
-	}
-	lk := &lookup{refs: map[mapping.Dependency]string{}, orders: map[string]*mapping.Order{}}
-	if rec.Kind != mapping.KindPatient {
-		if lk, err = e.resolve(ctx, rec); err != nil {
-			return txItem{}, e.waitOrFail(r, err), false
+		pos += len(t.entries)
+		it := t.it
+		it.id, it.ver, it.derived = primary.ID, primary.Version, len(it.mapped)-1
+		if it.rec.Kind == mapping.KindPatient {
+			e.patientIDs.Store(it.rec.Patient.MRN, primary.ID)
 		}
-	} else if !e.cfg.Patients.Create {
-		return txItem{}, e.deliverPatient(ctx, r, rec), false
+		// Stale derived resources, if any, go out on their own; the rest
+		// is done, so deliverItem only retires them.
+		p.settle(it, e.deliverItem(ctx, p, it))
 	}
-	self := mapping.Dependency{Kind: rec.Kind, ID: rec.ID()}
-	if r.EHRID != "" {
-		lk.refs[self] = primaryType(rec.Kind) + "/" + r.EHRID
-	} else {
-		lk.refs[self] = mapping.URNFor(e.mapper.Identifier(rec.Kind, rec.ID()))
-	}
-	res, err := e.mapper.Map(rec, lk)
-	if err != nil {
-		return txItem{}, e.mappingFailure(rec, err), false
-	}
-	e.metrics.Mapped(r.Kind)
-	item := txItem{row: r}
-	for i, res := range res {
-		var entry mapping.BundleEntry
-		if res.Type == "Patient" {
-			entry = mapping.ConditionalCreate(res)
-		} else {
-			entry = mapping.ConditionalUpdate(res)
-		}
-		if i == 0 && r.EHRID != "" && res.Type != "Patient" {
-			body, err := withID(res.JSON, r.EHRID)
-			if err != nil {
-				return txItem{}, store.Outcome{State: store.StateDead, ErrorClass: ClassMapping, ErrorDetail: err.Error()}, false
-			}
-			entry.Resource.JSON = body
-			entry.URL = res.Type + "/" + r.EHRID
-			entry.FullURL = ""
-			entry.IfMatch = r.EHRVersion
-		}
-		item.entries = append(item.entries, entry)
-	}
-	return item, store.Outcome{}, true
 }

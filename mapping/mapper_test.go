@@ -636,3 +636,28 @@ func TestMapKeepsTimeOffsetsAndPrecision(t *testing.T) {
 		t.Errorf("end = %q", got)
 	}
 }
+
+func TestFingerprintFollowsTheConfig(t *testing.T) {
+	a, err := NewMapper(DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewMapper(DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Fingerprint() != b.Fingerprint() {
+		t.Error("two mappers of the same config have different fingerprints")
+	}
+	cfg := DefaultConfig()
+	p := cfg.Formulary["ketamine-10mg-ml"]
+	p.Display += " (corrected)"
+	cfg.Formulary["ketamine-10mg-ml"] = p
+	c, err := NewMapper(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Fingerprint() == c.Fingerprint() {
+		t.Error("a changed formulary display keeps the fingerprint")
+	}
+}

@@ -808,7 +808,7 @@ func (a *attempts) backoff(lo, hi time.Duration, attemptNum int, _ *http.Respons
 	if a.retryAfter > 0 {
 		wait = min(a.retryAfter, hi)
 	} else {
-		wait = jitter(lo, hi, attemptNum)
+		wait = Backoff(lo, hi, attemptNum+1, rand.Float64())
 	}
 	if a.c.hooks.OnRetry != nil {
 		a.c.hooks.OnRetry(a.reason)
@@ -816,21 +816,6 @@ func (a *attempts) backoff(lo, hi time.Duration, attemptNum int, _ *http.Respons
 	a.c.log.Debug("ehr retry", "method", a.spec.method, "path", a.spec.logPath,
 		"reason", a.reason, "attempt", a.n, "wait", wait)
 	return wait
-}
-
-// jitter returns a wait drawn in [d/2, d] for d = lo·2^n capped at hi.
-func jitter(lo, hi time.Duration, n int) time.Duration {
-	d := hi
-	if n < 32 {
-		if e := lo << n; e > 0 && e < hi {
-			d = e
-		}
-	}
-	if d <= 1 {
-		return d
-	}
-	half := d / 2
-	return half + rand.N(d-half+1)
 }
 
 // giveUp replaces retryablehttp's "giving up" error, which carries the

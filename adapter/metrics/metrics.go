@@ -33,6 +33,10 @@ type Metrics struct {
 	TokenRefreshes  *prometheus.CounterVec   // result
 	LastSync        prometheus.Gauge
 	APIRequests     *prometheus.CounterVec // route, code
+	Paused          *prometheus.GaugeVec   // reason
+	PacerRate       prometheus.Gauge
+	EHRInFlight     prometheus.Gauge
+	QueueDepth      prometheus.Gauge
 }
 
 // New creates the metrics and registers them, with a build_info gauge, on
@@ -85,6 +89,22 @@ func New(reg prometheus.Registerer) *Metrics {
 			Namespace: Namespace, Name: "api_requests_total",
 			Help: "Requests to the adapter's HTTP API, by route and status code.",
 		}, []string{"route", "code"}),
+		Paused: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "delivery_paused",
+			Help: "1 while delivery is paused for a reason (auth: the EHR refused the adapter's authorization), else 0.",
+		}, []string{"reason"}),
+		PacerRate: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "ehr_request_rate_limit",
+			Help: "The pacer's current request rate to the EHR, in requests per second (+Inf: not limited).",
+		}),
+		EHRInFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "ehr_requests_in_flight",
+			Help: "Requests sent to the EHR and not yet answered.",
+		}),
+		QueueDepth: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "delivery_queue_depth",
+			Help: "Rows claimed by the delivery pipeline and not yet completed (claim-ahead queue, delayed, parked, in delivery).",
+		}),
 	}
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: Namespace, Name: "build_info",
@@ -93,7 +113,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	build.WithLabelValues(buildVersion(), runtime.Version()).Set(1)
 	reg.MustRegister(m.RecordsReceived, m.RecordsRejected, m.RecordsMapped, m.RecordsSynced,
 		m.DeadLetters, m.EHRRequests, m.EHRLatency, m.Retries, m.TokenRefreshes, m.LastSync,
-		m.APIRequests, build)
+		m.APIRequests, m.Paused, m.PacerRate, m.EHRInFlight, m.QueueDepth, build)
 	return m
 }
 
@@ -175,6 +195,28 @@ func (m *Metrics) TokenRefresh(err error) {
 func (m *Metrics) APIRequest(route string, status int) {
 	if m != nil {
 		m.APIRequests.WithLabelValues(route, strconv.Itoa(status)).Inc()
+	}
+}
+
+// DeliveryPaused sets whether delivery is paused for reason.
+func (m *Metrics) DeliveryPaused(reason string, paused bool) {
+	if m != nil {
+		v := 0.0
+		if paused {
+			v = 1
+		}
+		m.Paused.WithLabelValues(reason).Set(v)
+	}
+}
+
+// Pipeline sets the delivery pipeline's gauges: the pacer's rate
+// (requests per second, +Inf when unlimited), the requests in flight and
+// the rows the pipeline holds.
+func (m *Metrics) Pipeline(rate float64, inFlight, queued int) {
+	if m != nil {
+		m.PacerRate.Set(rate)
+		m.EHRInFlight.Set(float64(inFlight))
+		m.QueueDepth.Set(float64(queued))
 	}
 }
 

@@ -38,6 +38,10 @@ var documented = map[string]dto.MetricType{
 	"ketamine_fhir_outbox_records":                         dto.MetricType_GAUGE,
 	"ketamine_fhir_outbox_oldest_pending_age_seconds":      dto.MetricType_GAUGE,
 	"ketamine_fhir_outbox_up":                              dto.MetricType_GAUGE,
+	"ketamine_fhir_delivery_paused":                        dto.MetricType_GAUGE,
+	"ketamine_fhir_ehr_request_rate_limit":                 dto.MetricType_GAUGE,
+	"ketamine_fhir_ehr_requests_in_flight":                 dto.MetricType_GAUGE,
+	"ketamine_fhir_delivery_queue_depth":                   dto.MetricType_GAUGE,
 }
 
 // fakeSource is a hand-written metrics.OutboxSource.
@@ -81,6 +85,8 @@ func fullRegistry(t *testing.T) (*prometheus.Registry, *metrics.Metrics) {
 	m.EHRRequest("MedicationRequest", "PUT", 201, 30*time.Millisecond)
 	m.TokenRefresh(nil)
 	m.APIRequest("/v1/records", 202)
+	m.DeliveryPaused("auth", true)
+	m.Pipeline(40, 3, 12)
 	return reg, m
 }
 

@@ -30,6 +30,7 @@ var commands = map[string]command{
 	"sync":        {"deliver everything pending to the EHR, then exit (for cron)", runSync},
 	"serve":       {"HTTP API, metrics and continuous sync until SIGTERM", runServe},
 	"deadletters": {"list or re-queue records the EHR rejected", runDeadletters},
+	"resync":      {"re-queue synced records; only those whose FHIR output changed are sent again", runResync},
 	"config":      {"check a configuration file: config check --config C", runConfig},
 	"ehr":         {"run the fhirtest FHIR R4 server standalone, with fault injection", runEHRCommand},
 }

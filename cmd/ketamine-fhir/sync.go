@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/ketamine-fhir/ketamine-fhir/adapter"
 	"github.com/ketamine-fhir/ketamine-fhir/adapter/store"
 	"github.com/ketamine-fhir/ketamine-fhir/mapping"
 )
@@ -46,17 +49,69 @@ func syncAndReport(ctx context.Context, env *env, deadline time.Duration, stdout
 	if err != nil {
 		fmt.Fprintf(stderr, "ketamine-fhir sync: %v\n", err)
 	}
-	counts, cerr := env.store.Counts(context.WithoutCancel(ctx))
+	bg := context.WithoutCancel(ctx)
+	counts, cerr := env.store.Counts(bg)
 	if cerr != nil {
 		fmt.Fprintf(stderr, "ketamine-fhir sync: reading the outbox: %v\n", cerr)
 		return exitFailed
 	}
-	fmt.Fprintf(stdout, "sync: %d delivered, %d dead in %s\n", st.Synced, st.Dead, time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(stdout, "sync: %d synced (%d unchanged, not sent), %d retrying, %d waiting, %d dead in %s\n",
+		st.Synced, st.Unchanged, st.Retrying, st.Waiting, st.Dead, time.Since(start).Round(time.Millisecond))
 	printCounts(stdout, counts)
+	for _, state := range []store.State{store.StateRetrying, store.StateWaiting} {
+		reasons, err := reasonsIn(bg, env.store, state)
+		if err != nil {
+			fmt.Fprintf(stderr, "ketamine-fhir sync: reading the outbox: %v\n", err)
+			return exitFailed
+		}
+		if len(reasons) > 0 {
+			fmt.Fprintf(stdout, "%s by reason: %s\n", state, formatReasons(reasons))
+		}
+	}
+	if errors.Is(err, adapter.ErrAuthorization) {
+		fmt.Fprintln(stderr, "ketamine-fhir sync: records stay queued with reason auth; fix the EHR authorization and run sync again")
+	}
 	if err != nil || totalIn(counts, store.StateDead) > 0 {
 		return exitFailed
 	}
 	return exitOK
+}
+
+// reasonsIn counts the rows in state by error class.
+func reasonsIn(ctx context.Context, st store.Store, state store.State) (map[string]int, error) {
+	reasons := map[string]int{}
+	var after int64
+	for {
+		rows, err := st.List(ctx, state, after, 1000)
+		if err != nil {
+			return nil, err
+		}
+		if len(rows) == 0 {
+			return reasons, nil
+		}
+		for _, r := range rows {
+			after = r.ID
+			class := r.ErrorClass
+			if class == "" {
+				class = "none"
+			}
+			reasons[class]++
+		}
+	}
+}
+
+// formatReasons writes "class n, class n" in order of class.
+func formatReasons(reasons map[string]int) string {
+	keys := make([]string, 0, len(reasons))
+	for k := range reasons {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s %d", k, reasons[k])
+	}
+	return strings.Join(parts, ", ")
 }
 
 // printCounts prints the outbox as a table of kinds by states.

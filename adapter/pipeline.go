@@ -1,0 +1,709 @@
+package adapter
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ketamine-fhir/ketamine-fhir/adapter/store"
+	"github.com/ketamine-fhir/ketamine-fhir/mapping"
+)
+
+// The delivery pipeline, shaped like river's producer and completer and
+// Benthos' batching:
+//
+//	claimer ──> ready queue ──> workers ──> completer (group commit)
+//	   │            ^  ^           │  │
+//	   │            │  └─ delayed <┘  └─> parked dependents woken
+//	   └─> batcher ─┘ (transaction Bundles per patient: size or linger)
+//
+//   - The claimer keeps up to Concurrency + BatchSize rows claimed
+//     (claim-ahead), in dependency order, parsed once, their dependency
+//     rows fetched in one query per claim.
+//   - Workers take units (one row, or one Bundle of rows) from the ready
+//     queue and deliver them. Nothing waits for a batch or for a kind.
+//   - A row whose dependency is held by this pipeline parks until that
+//     dependency completes; one whose dependency is elsewhere waits in
+//     the outbox (state waiting) and is woken by the store.
+//   - A request answered 429/503 or lost goes to the delayed set until its
+//     Retry-After or backoff ends, holding no worker; after ehr.retry_max
+//     such tries, or for a long wait, the row goes back to the outbox.
+//   - Outcomes go to the completer, which commits them in groups (one
+//     store transaction per group) and wakes the claimer.
+//   - A renewer extends the leases of every held row, so a slow delivery
+//     never loses its row to another process.
+//   - An authorization failure pauses claiming; rows come back to the
+//     outbox with reason auth; one probe row is tried per auth_probe
+//     interval and delivery resumes by itself when it succeeds.
+
+// runMode says when a pipeline run ends.
+type runMode int
+
+const (
+	// modeDrain ends when no row is claimable now and nothing is held.
+	modeDrain runMode = iota
+	// modeSync ends when no row is pending, in flight or retrying.
+	modeSync
+	// modeServe ends only when the claim context ends.
+	modeServe
+)
+
+// ErrAuthorization is returned (wrapped) by Sync and Drain when delivery
+// stopped because the EHR refused the adapter's authorization. The rows
+// stay queued with reason "auth".
+var ErrAuthorization = errors.New("adapter: delivery paused: the EHR refused our authorization")
+
+// ClassAuth is the error class of rows held back by an authorization
+// failure.
+const ClassAuth = "auth"
+
+// item is one claimed row travelling through the pipeline.
+type item struct {
+	row      store.Record
+	rec      *mapping.Record // parsed once at claim; nil when parseErr is set
+	parseErr error
+	deps     map[mapping.Dependency]store.Record // dependency rows known so far
+	tries    int                                 // in-memory delivery attempts
+	due      time.Time                           // when a delayed item may go again
+	tx       bool                                // delivered in transaction Bundles
+	probe    bool                                // claimed alone to test a paused authorization
+
+	// Progress kept across in-memory retries, so a retry resumes where the
+	// last attempt stopped.
+	mapped   []mapping.Resource
+	sentHash string
+	id, ver  string // the primary resource in the EHR, once written
+	derived  int    // derived resources written
+	retired  int    // stale derived resources retired
+}
+
+// key is the dependency key of the item's own record.
+func (it *item) key() mapping.Dependency {
+	return mapping.Dependency{Kind: mapping.Kind(it.row.Kind), ID: it.row.LocalID}
+}
+
+// result is what a delivery attempt says about an item.
+type result struct {
+	out       store.Outcome // the outcome to commit, unless retry or park
+	retry     bool          // try again in memory after delay
+	delay     time.Duration
+	park      *mapping.Dependency // wait in memory for this held dependency
+	unchanged bool                // synced without a request: the FHIR output did not change
+	auth      error               // an authorization failure (out is retrying, class auth)
+}
+
+// unit is one piece of work for a worker: a single row, or the rows of
+// one transaction Bundle.
+type unit struct {
+	items []*item
+	tx    bool
+}
+
+// completion is an outcome on its way to the completer.
+type completion struct {
+	it        *item
+	out       store.Outcome
+	unchanged bool
+}
+
+// pipeline is one run of the delivery pipeline. The Engine owns it: run
+// starts its goroutines and returns when they have all stopped.
+type pipeline struct {
+	e        *Engine
+	mode     runMode
+	claimCtx context.Context // no new claims once done
+	workCtx  context.Context // deliveries abort once done
+	workers  int
+	capacity int // rows held at most (claim-ahead)
+
+	mu       sync.Mutex
+	held     map[int64]*item
+	local    map[mapping.Dependency]int64 // held rows by key
+	parked   map[mapping.Dependency][]*item
+	ready    []unit
+	delayed  delayHeap
+	batches  map[string]*txBatch
+	stopping bool // no more dispatch to workers: finish what is held
+	closed   bool // the ready queue is closed: workers exit when it is empty
+
+	readyCh  chan struct{} // a unit was queued (or the queue closed)
+	kick     chan struct{} // the claimer may have work or room
+	delayKey chan struct{} // the delayed set changed
+	compl    chan completion
+
+	authMu    sync.Mutex
+	authErr   error     // set while paused for authorization
+	authProbe time.Time // when the next probe row may be claimed
+
+	statsMu sync.Mutex
+	stats   Stats
+
+	inflightCompletions sync.WaitGroup
+	committing          atomic.Int32 // groups taken by the completer and not yet committed
+}
+
+func (e *Engine) newPipeline(mode runMode, claimCtx, workCtx context.Context) *pipeline {
+	c := e.cfg.Sync.Concurrency
+	return &pipeline{
+		e: e, mode: mode, claimCtx: claimCtx, workCtx: workCtx,
+		workers:  c,
+		capacity: c + e.cfg.Sync.BatchSize,
+		held:     map[int64]*item{},
+		local:    map[mapping.Dependency]int64{},
+		parked:   map[mapping.Dependency][]*item{},
+		batches:  map[string]*txBatch{},
+		readyCh:  make(chan struct{}, 1),
+		kick:     make(chan struct{}, 1),
+		delayKey: make(chan struct{}, 1),
+		compl:    make(chan completion, 4*c+64),
+		stats:    newStats(),
+	}
+}
+
+// run runs the pipeline until its mode says it is done, or claimCtx ends;
+// then it finishes what it holds and returns the stats. err is non-nil for
+// a store failure or ErrAuthorization (modes drain and sync).
+func (p *pipeline) run() (Stats, error) {
+	var workers, aux sync.WaitGroup
+	for range p.workers {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			p.work()
+		}()
+	}
+	complDone := make(chan struct{})
+	go func() {
+		defer close(complDone)
+		p.complete()
+	}()
+	auxCtx, stopAux := context.WithCancel(context.Background())
+	aux.Add(3)
+	go func() {
+		defer aux.Done()
+		p.renew(auxCtx)
+	}()
+	go func() {
+		defer aux.Done()
+		p.gauges(auxCtx)
+	}()
+	go func() {
+		defer aux.Done()
+		p.release(auxCtx)
+	}()
+
+	err := p.claim()
+
+	// Finish what is held: no new work goes to workers; delayed and parked
+	// rows go back to the outbox; queued units are still delivered.
+	p.mu.Lock()
+	p.stopping = true
+	p.mu.Unlock()
+	p.flushBatches()
+	p.returnWaiting()
+	p.waitEmpty()
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	p.signal(p.readyCh)
+	workers.Wait()
+	stopAux()
+	aux.Wait()
+	p.inflightCompletions.Wait()
+	close(p.compl)
+	<-complDone
+
+	p.statsMu.Lock()
+	defer p.statsMu.Unlock()
+	st := p.stats
+	if err == nil && p.mode != modeServe {
+		if aerr := p.authFailure(); aerr != nil {
+			err = fmt.Errorf("%w: %v", ErrAuthorization, aerr)
+		}
+	}
+	return st, err
+}
+
+func (p *pipeline) signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// claim is the claimer: it keeps the pipeline filled until the run is
+// done. It returns a store error, or nil.
+func (p *pipeline) claim() error {
+	e := p.e
+	poll := time.NewTicker(e.cfg.Sync.PollInterval.D())
+	defer poll.Stop()
+	var held <-chan time.Time
+	if p.mode == modeServe {
+		t := time.NewTicker(e.cfg.Sync.HeldRecheck.D())
+		defer t.Stop()
+		held = t.C
+	}
+	var lastRescue time.Time
+	for p.claimCtx.Err() == nil {
+		free, busy := p.room()
+		want, probing := free, false
+		if aerr, probe := p.authGate(); aerr != nil {
+			want = 0
+			if probe && busy == 0 {
+				want, probing = 1, true // one row tells whether authorization works again
+			}
+		}
+		lowWater := max(1, min(p.workers, p.capacity/4))
+		if want > 0 && (want >= lowWater || busy < p.workers) {
+			now := e.now()
+			if now.Sub(lastRescue) >= time.Second {
+				// A crashed run's leases expire while a long run is under
+				// way: rescue before claiming, at most once a second.
+				n, err := e.store.Rescue(p.claimCtx, now)
+				if err != nil {
+					return p.storeErr("rescuing expired leases", err)
+				}
+				if n > 0 {
+					e.log.Info("rescued rows whose lease expired", "rows", n)
+				}
+				lastRescue = now
+			}
+			rows, err := e.store.Claim(p.claimCtx, e.owner, want, now, e.cfg.Sync.Lease.D())
+			if err != nil {
+				return p.storeErr("claiming work", err)
+			}
+			if len(rows) > 0 {
+				if err := p.admit(rows, probing); err != nil {
+					return err
+				}
+				continue
+			}
+		}
+		if done, err := p.done(busy); done || err != nil {
+			return err
+		}
+		select {
+		case <-p.claimCtx.Done():
+		case <-p.kick:
+		case <-e.wake:
+		case <-poll.C:
+		case <-held:
+			if _, err := e.RequeueHeld(p.claimCtx); err != nil && p.claimCtx.Err() == nil {
+				e.log.Error("re-checking held records failed", "err", err)
+			}
+		}
+	}
+	return nil
+}
+
+// storeErr wraps a store failure; a canceled claim context is no failure.
+func (p *pipeline) storeErr(what string, err error) error {
+	if p.claimCtx.Err() != nil {
+		return nil
+	}
+	if p.mode == modeServe {
+		p.e.log.Error("delivery: "+what+" failed; retrying", "err", err)
+		time.Sleep(p.e.cfg.Sync.PollInterval.D())
+		return nil
+	}
+	return fmt.Errorf("adapter: %s: %w", what, err)
+}
+
+// room returns how many more rows may be claimed, and how many are held.
+func (p *pipeline) room() (free, busy int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.capacity - len(p.held), len(p.held)
+}
+
+// done reports whether the run is over: nothing is held or committing and
+// the mode's condition holds.
+func (p *pipeline) done(busy int) (bool, error) {
+	if busy > 0 || len(p.compl) > 0 || p.committing.Load() > 0 {
+		return false, nil
+	}
+	switch p.mode {
+	case modeDrain:
+		return true, nil
+	case modeSync:
+		if p.authFailure() != nil {
+			return true, nil
+		}
+		left, err := p.e.undelivered(p.claimCtx)
+		if err != nil {
+			return false, p.storeErr("counting the outbox", err)
+		}
+		return !left, nil
+	}
+	return false, nil
+}
+
+// admit takes claimed rows into the pipeline: parse each payload once,
+// fetch the rows of their dependencies in one query, dispatch.
+func (p *pipeline) admit(rows []store.Record, probe bool) error {
+	items := make([]*item, len(rows))
+	var keys []store.Key
+	seen := map[store.Key]bool{}
+	for i, r := range rows {
+		it := &item{row: r, deps: map[mapping.Dependency]store.Record{}, probe: probe}
+		it.rec, it.parseErr = p.e.parser.Parse(r.Payload, 0)
+		if it.rec != nil {
+			it.tx = p.e.cfg.EHR.Strategy(primaryType(it.rec.Kind)) == "transaction"
+			for _, d := range it.rec.Dependencies() {
+				k := store.Key{Kind: string(d.Kind), LocalID: d.ID}
+				if !seen[k] {
+					seen[k] = true
+					keys = append(keys, k)
+				}
+			}
+		}
+		items[i] = it
+	}
+	var found map[store.Key]store.Record
+	if len(keys) > 0 {
+		var err error
+		if found, err = p.e.store.GetMany(p.claimCtx, keys); err != nil {
+			// Release what we claimed: its leases expire otherwise.
+			for _, it := range items {
+				p.hold(it)
+				p.finish(it, canceled(it.row, p.e.now()), false)
+			}
+			return p.storeErr("reading dependencies", err)
+		}
+	}
+	for _, it := range items {
+		if it.rec != nil {
+			for _, d := range it.rec.Dependencies() {
+				if row, ok := found[store.Key{Kind: string(d.Kind), LocalID: d.ID}]; ok {
+					it.deps[d] = row
+				}
+			}
+		}
+		p.hold(it)
+		p.dispatch(it)
+	}
+	return nil
+}
+
+// hold registers a claimed item.
+func (p *pipeline) hold(it *item) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.held[it.row.ID] = it
+	p.local[it.key()] = it.row.ID
+}
+
+// dispatch sends an item on: a dead letter if it cannot be parsed, parked
+// behind a held dependency, to the batcher, or to the ready queue.
+func (p *pipeline) dispatch(it *item) {
+	if it.parseErr != nil {
+		p.finish(it, store.Outcome{State: store.StateDead, ErrorClass: ClassInvalidRecord, ErrorDetail: it.parseErr.Error()}, false)
+		return
+	}
+	if !mapping.Kind(it.row.Kind).Valid() {
+		p.finish(it, store.Outcome{State: store.StateDead, ErrorClass: ClassInvalidRecord, ErrorDetail: "unknown record kind"}, false)
+		return
+	}
+	p.mu.Lock()
+	if p.stopping {
+		p.mu.Unlock()
+		p.finish(it, canceled(it.row, p.e.now()), false)
+		return
+	}
+	for _, d := range it.rec.Dependencies() {
+		if row, ok := it.deps[d]; ok && row.EHRID != "" {
+			continue
+		}
+		if _, held := p.local[d]; held {
+			p.parked[d] = append(p.parked[d], it)
+			p.mu.Unlock()
+			return
+		}
+	}
+	p.mu.Unlock()
+	if it.tx {
+		p.batch(it)
+		return
+	}
+	p.enqueue(unit{items: []*item{it}})
+}
+
+// enqueue puts a unit on the ready queue.
+func (p *pipeline) enqueue(u unit) {
+	p.mu.Lock()
+	p.ready = append(p.ready, u)
+	p.mu.Unlock()
+	p.signal(p.readyCh)
+}
+
+// next takes a unit from the ready queue, waiting for one; ok is false
+// when the queue is closed and empty.
+func (p *pipeline) next() (unit, bool) {
+	for {
+		p.mu.Lock()
+		if len(p.ready) > 0 {
+			u := p.ready[0]
+			p.ready[0] = unit{}
+			p.ready = p.ready[1:]
+			more := len(p.ready) > 0
+			p.mu.Unlock()
+			if more {
+				p.signal(p.readyCh) // wake another worker
+			}
+			return u, true
+		}
+		closed := p.closed
+		p.mu.Unlock()
+		if closed {
+			p.signal(p.readyCh) // let the other workers see it too
+			return unit{}, false
+		}
+		<-p.readyCh
+	}
+}
+
+// work is one worker: it delivers units until the queue closes.
+func (p *pipeline) work() {
+	for {
+		u, ok := p.next()
+		if !ok {
+			return
+		}
+		if aerr := p.authFailure(); aerr != nil && !(len(u.items) == 1 && u.items[0].probe) {
+			// Do not knock on a door that is locked: back to the outbox.
+			for _, it := range u.items {
+				p.finish(it, p.authOutcome(it, aerr), false)
+			}
+			continue
+		}
+		if u.tx {
+			p.e.deliverBundle(p.workCtx, p, u.items)
+			continue
+		}
+		it := u.items[0]
+		p.settle(it, p.e.deliverItem(p.workCtx, p, it))
+	}
+}
+
+// settle acts on a delivery result.
+func (p *pipeline) settle(it *item, r result) {
+	e := p.e
+	switch {
+	case r.park != nil:
+		p.mu.Lock()
+		if _, held := p.local[*r.park]; held && !p.stopping {
+			p.parked[*r.park] = append(p.parked[*r.park], it)
+			p.mu.Unlock()
+			return
+		}
+		p.mu.Unlock()
+		p.dispatch(it) // the dependency completed meanwhile
+	case r.auth != nil:
+		p.authFailed(r.auth)
+		p.finish(it, r.out, false)
+	case r.retry:
+		it.tries++
+		if it.tries <= e.cfg.EHR.RetryMax && r.delay <= e.cfg.EHR.RetryWaitMax.D() {
+			e.metrics.Retry("delayed_" + r.out.ErrorClass)
+			p.delay(it, r.delay)
+			return
+		}
+		out := r.out
+		out.State = store.StateRetrying
+		out.NextAttemptAt = e.retry.Next(it.row.Attempts, r.delay)
+		e.metrics.Retry("outbox_" + out.ErrorClass)
+		p.finish(it, out, false)
+	default:
+		p.authSucceeded()
+		p.finish(it, r.out, r.unchanged)
+	}
+}
+
+// finish ends an item's life in the pipeline: its outcome goes to the
+// completer, its parked dependents are dispatched again, and the claimer
+// learns there is room.
+func (p *pipeline) finish(it *item, out store.Outcome, unchanged bool) {
+	if out.Hash == "" {
+		out.Hash = it.row.Hash
+	}
+	k := it.key()
+	p.mu.Lock()
+	delete(p.held, it.row.ID)
+	if p.local[k] == it.row.ID {
+		delete(p.local, k)
+	}
+	waiters := p.parked[k]
+	delete(p.parked, k)
+	p.mu.Unlock()
+
+	p.inflightCompletions.Add(1)
+	p.compl <- completion{it: it, out: out, unchanged: unchanged}
+	p.inflightCompletions.Done()
+
+	for _, w := range waiters {
+		if out.State == store.StateSynced {
+			row := it.row
+			row.State, row.EHRID, row.EHRVersion = store.StateSynced, orDefault(out.EHRID, row.EHRID), orDefault(out.EHRVersion, row.EHRVersion)
+			row.Payload = it.row.Payload
+			w.deps[k] = row
+		}
+		p.dispatch(w)
+	}
+	p.signal(p.kick)
+}
+
+// delay puts an item aside until d has passed, holding no worker.
+func (p *pipeline) delay(it *item, d time.Duration) {
+	it.due = p.e.now().Add(d)
+	p.mu.Lock()
+	if p.stopping {
+		p.mu.Unlock()
+		p.finish(it, store.Outcome{State: store.StateRetrying, NextAttemptAt: it.due, ErrorClass: ClassCanceled}, false)
+		return
+	}
+	heap.Push(&p.delayed, it)
+	p.mu.Unlock()
+	p.signal(p.delayKey)
+}
+
+// release moves delayed items whose time has come back to the queue.
+func (p *pipeline) release(ctx context.Context) {
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for {
+		p.mu.Lock()
+		var due []*item
+		now := p.e.now()
+		for p.delayed.Len() > 0 && !p.delayed[0].due.After(now) {
+			due = append(due, heap.Pop(&p.delayed).(*item))
+		}
+		wait := time.Hour
+		if p.delayed.Len() > 0 {
+			wait = p.delayed[0].due.Sub(now)
+		}
+		p.mu.Unlock()
+		for _, it := range due {
+			p.dispatch(it)
+		}
+		t.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.delayKey:
+		case <-t.C:
+		}
+	}
+}
+
+// returnWaiting sends delayed and parked items back to the outbox (the run
+// is stopping).
+func (p *pipeline) returnWaiting() {
+	p.mu.Lock()
+	var back []*item
+	for p.delayed.Len() > 0 {
+		back = append(back, heap.Pop(&p.delayed).(*item))
+	}
+	for k, ws := range p.parked {
+		back = append(back, ws...)
+		delete(p.parked, k)
+	}
+	p.mu.Unlock()
+	for _, it := range back {
+		next := it.due
+		if next.IsZero() {
+			next = p.e.now()
+		}
+		p.finish(it, store.Outcome{State: store.StateRetrying, NextAttemptAt: next, ErrorClass: ClassCanceled}, false)
+	}
+}
+
+// waitEmpty waits until every held item has finished.
+func (p *pipeline) waitEmpty() {
+	for {
+		p.mu.Lock()
+		n := len(p.held)
+		var back []*item
+		for k, ws := range p.parked {
+			back = append(back, ws...)
+			delete(p.parked, k)
+		}
+		p.mu.Unlock()
+		for _, it := range back {
+			p.finish(it, canceled(it.row, p.e.now()), false)
+		}
+		if n == 0 {
+			return
+		}
+		select {
+		case <-p.kick:
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// renew extends the leases of held rows every third of the lease.
+func (p *pipeline) renew(ctx context.Context) {
+	lease := p.e.cfg.Sync.Lease.D()
+	t := time.NewTicker(max(lease/3, time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		p.mu.Lock()
+		ids := make([]int64, 0, len(p.held))
+		for id := range p.held {
+			ids = append(ids, id)
+		}
+		p.mu.Unlock()
+		if len(ids) == 0 {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, lease/3)
+		_, err := p.e.store.Renew(rctx, p.e.owner, ids, p.e.now(), lease)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			p.e.log.Error("renewing leases failed; rows may be delivered again (idempotently)", "rows", len(ids), "err", err)
+		}
+	}
+}
+
+// gauges keeps the pipeline's gauges current while it runs.
+func (p *pipeline) gauges(ctx context.Context) {
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		ps := p.e.pacer.State()
+		p.mu.Lock()
+		n := len(p.held)
+		p.mu.Unlock()
+		p.e.metrics.Pipeline(ps.Rate, ps.InFlight, n)
+		select {
+		case <-ctx.Done():
+			p.e.metrics.Pipeline(ps.Rate, ps.InFlight, 0)
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// delayHeap orders delayed items by due time.
+type delayHeap []*item
+
+func (h delayHeap) Len() int           { return len(h) }
+func (h delayHeap) Less(i, j int) bool { return h[i].due.Before(h[j].due) }
+func (h delayHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *delayHeap) Push(x any)        { *h = append(*h, x.(*item)) }
+func (h *delayHeap) Pop() any {
+	old := *h
+	it := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return it
+}
