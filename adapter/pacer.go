@@ -15,7 +15,8 @@ import (
 type PacerConfig struct {
 	// MaxRate is a ceiling in requests per second; the rate starts from it.
 	// 0 means no ceiling: the rate starts unlimited and is only set once
-	// the EHR pushes back.
+	// the EHR pushes back, at the end of the first window with 429s (so
+	// up to one Window of requests at the callers' full speed).
 	MaxRate float64
 	// MinRate is the floor multiplicative decrease stops at. Defaults to 1
 	// request per second.
@@ -39,12 +40,16 @@ type PacerConfig struct {
 //
 //   - Every request waits for the rate before it is sent (Wait) and
 //     reports its answer after (Done).
-//   - Per Window, if answers 429 or 503 came back in a share clearly above
-//     the share seen before (the noise level), the rate decreases once to
-//     Decrease times the rate of successful answers. If the next window
-//     shows the decrease did not lower that share, the answers were random
-//     faults, not a rate limit: the decrease is undone and the share becomes
-//     the noise level. Scattered faults therefore never stall delivery.
+//   - Per Window, if more answers were 429 or 503 than the share seen
+//     before (the noise level) explains, by 3 standard deviations (while
+//     the level is 0: any), the rate decreases once to
+//     Decrease times the rate of successful answers. If the next window,
+//     leaving out answers to requests let through at the old rate, shows
+//     the decrease did not lower that share, the answers were random
+//     faults, not a rate limit: the decrease is undone and the share of
+//     the two windows becomes the noise level. Scattered faults therefore
+//     never stall delivery. The level then follows lower shares down but
+//     never rises otherwise: a share that rises with the rate is a limit.
 //   - Per Window without such answers, while the rate was what limited the
 //     requests, it increases by a fixed step (2% of the rate set at the
 //     last decrease): additive increase, up to MaxRate.
@@ -67,6 +72,8 @@ type Pacer struct {
 	probing    bool       // the last window decreased the rate
 	probeFrom  rate.Limit // the rate before that decrease
 	probeShare float64    // the throttled share that caused it
+	skip       int        // answers still due to requests let through at the rate before the last decrease
+	waiting    int        // Waits holding a time to go at the current rate
 	step       rate.Limit
 	pauseUntil time.Time
 	pauseWhy   string
@@ -124,16 +131,21 @@ func (p *Pacer) Wait(ctx context.Context) error {
 			t.Stop()
 		}
 	}
-	if err := p.limiter.Wait(ctx); err != nil {
+	p.mu.Lock()
+	p.waiting++
+	p.mu.Unlock()
+	err := p.limiter.Wait(ctx)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.waiting--
+	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		return err
 	}
-	p.mu.Lock()
 	p.inFlight++
 	p.sent++
-	p.mu.Unlock()
 	return nil
 }
 
@@ -143,18 +155,26 @@ func (p *Pacer) Done(status int, retryAfter time.Duration) {
 	now := p.cfg.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	throttled := status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable
+	if throttled && retryAfter > p.cfg.PauseThreshold {
+		p.pauseLocked(now.Add(retryAfter), "retry_after")
+	}
+	p.roll(now) // before inFlight--: this request is one sent before any change it makes
 	p.inFlight--
-	p.roll(now)
+	if p.skip > 0 {
+		// Sent at the rate before the last decrease: it says nothing
+		// about the new one, and counting its 429 would make a real rate
+		// limit look like random faults, or decrease twice.
+		p.skip--
+		return
+	}
 	if status == 0 {
 		return // a lost answer says nothing about the EHR's rate
 	}
 	p.answers++
 	switch {
-	case status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable:
+	case throttled:
 		p.throttled++
-		if retryAfter > p.cfg.PauseThreshold {
-			p.pauseLocked(now.Add(retryAfter), "retry_after")
-		}
 	case status >= 200 && status < 300:
 		p.succeeded++
 	}
@@ -164,9 +184,10 @@ func (p *Pacer) Done(status int, retryAfter time.Duration) {
 // a quieter window is extended.
 const minAnswers = 8
 
-// noiseMargin is how far above the noise level a throttled share must be
-// to count as a rate limit.
-const noiseMargin = 0.1
+// noiseSigmas is how many standard deviations above the noise level the
+// throttled answers of a window must be to count as a rate limit: at a
+// noise level of 0, any 429 or 503 does.
+const noiseSigmas = 3
 
 // roll closes the current window if it has ended and adjusts the rate.
 // p.mu is held.
@@ -187,13 +208,17 @@ func (p *Pacer) roll(now time.Time) {
 	limit := p.limiter.Limit()
 	wasProbing := p.probing
 	p.probing = false
+	// Throttled answers the noise level does not explain (binomial: the
+	// expected count plus noiseSigmas standard deviations).
+	n := float64(answers)
+	over := float64(throttled) > p.noise*n+noiseSigmas*math.Sqrt(n*p.noise*(1-p.noise))
 	switch {
 	case wasProbing && throttled > 0 && share >= 0.6*p.probeShare:
 		// Slowing down did not lower the share: random faults, not a
 		// rate limit. Undo, and learn the level.
 		p.setLimit(now, p.probeFrom)
-		p.noise = p.probeShare
-	case throttled > 0 && share > p.noise+noiseMargin:
+		p.noise = (p.probeShare + share) / 2
+	case over:
 		okRate := rate.Limit(float64(succeeded) / elapsed.Seconds())
 		base := min(limit, okRate)
 		next := max(rate.Limit(p.cfg.MinRate), base*rate.Limit(p.cfg.Decrease))
@@ -201,13 +226,16 @@ func (p *Pacer) roll(now time.Time) {
 			p.probing, p.probeFrom, p.probeShare = true, limit, share
 			p.setLimit(now, next)
 			p.step = max(rate.Limit(p.cfg.MinRate)/2, next*0.02)
+			// The requests in flight (this answer's included) and
+			// those already given a time to go went at the old rate.
+			p.skip = p.inFlight + p.waiting
 		}
 	default:
-		if throttled > 0 {
-			// Within the noise: follow its level.
+		// Within the noise. Its level follows the answers down, never
+		// up: a share rising with the rate is a rate limit, and only a
+		// decrease that changes nothing (above) raises the level.
+		if share < p.noise {
 			p.noise = 0.8*p.noise + 0.2*share
-		} else {
-			p.noise *= 0.9
 		}
 		// Grow only while the rate is what holds requests back.
 		sentRate := rate.Limit(float64(sent) / elapsed.Seconds())

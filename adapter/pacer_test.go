@@ -1,0 +1,687 @@
+package adapter
+
+import (
+	"context"
+	"errors"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// The tests of the Pacer run in synctest bubbles: time is virtual, so a
+// minute of simulated traffic takes a fraction of a second and every
+// duration asserted is exact. Inside a bubble time.Now is the fake clock,
+// which is why each test passes it as PacerConfig.Now.
+
+// simEHR is a simulated EHR: it answers 429 when its token bucket (its
+// rate limit) is empty, a random 503 or 429 with probability faults, and
+// 200 otherwise. It is safe for concurrent use.
+type simEHR struct {
+	mu     sync.Mutex
+	bucket *rate.Limiter // nil: no rate limit
+	faults float64
+	rng    *rand.Rand
+}
+
+// newSimEHR returns an EHR limited to r requests per second with a burst
+// of burst (r 0: unlimited) and a share faults of random faults drawn from
+// seed.
+func newSimEHR(r float64, burst int, faults float64, seed uint64) *simEHR {
+	e := &simEHR{faults: faults, rng: rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))}
+	if r > 0 {
+		e.bucket = rate.NewLimiter(rate.Limit(r), burst)
+	}
+	return e
+}
+
+func (e *simEHR) answer() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.faults > 0 && e.rng.Float64() < e.faults {
+		if e.rng.IntN(2) == 0 {
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusTooManyRequests
+	}
+	if e.bucket != nil && !e.bucket.Allow() {
+		return http.StatusTooManyRequests
+	}
+	return http.StatusOK
+}
+
+// simResult counts what the workers of a simulated run saw.
+type simResult struct {
+	sent       int // requests let through by Wait
+	ok         int // 200 answers
+	throttled  int // 429 and 503 answers
+	unlimited  int // requests let through while the rate was still +Inf
+	unlimitedT int // 429 and 503 answers to those
+	maxRate    float64
+}
+
+// runSim drives p with workers goroutines that loop Wait -> EHR -> Done
+// for d, every request taking latency (half of it to reach the EHR, half
+// to come back). It must run inside a synctest bubble.
+func runSim(p *Pacer, e *simEHR, workers int, latency, d time.Duration) simResult {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	var (
+		mu  sync.Mutex
+		res simResult
+		wg  sync.WaitGroup
+	)
+	for range workers {
+		wg.Go(func() {
+			for {
+				if err := p.Wait(ctx); err != nil {
+					return
+				}
+				// Read just after Wait: a roll by another worker in
+				// between can misfile a request or two; the counts
+				// asserted on are far larger.
+				unlimited := math.IsInf(p.State().Rate, 1)
+				time.Sleep(latency / 2)
+				st := e.answer()
+				time.Sleep(latency - latency/2)
+				p.Done(st, 0)
+				r := p.State().Rate
+
+				mu.Lock()
+				res.sent++
+				throttled := st == http.StatusTooManyRequests || st == http.StatusServiceUnavailable
+				if st == http.StatusOK {
+					res.ok++
+				}
+				if throttled {
+					res.throttled++
+				}
+				if unlimited {
+					res.unlimited++
+					if throttled {
+						res.unlimitedT++
+					}
+				}
+				if !math.IsInf(r, 1) {
+					res.maxRate = max(res.maxRate, r)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return res
+}
+
+// request is one Wait and Done with status, for tests that drive the pacer
+// by hand.
+func request(t *testing.T, p *Pacer, status int) {
+	t.Helper()
+	if err := p.Wait(t.Context()); err != nil {
+		t.Fatalf("Wait: %v", err)
+	}
+	p.Done(status, 0)
+}
+
+// TestPacerUnlimitedUntilThrottled: with no MaxRate the pacer lets every
+// request through at once, keeps doing so while the EHR answers 200, and
+// sets a rate from the first window with 429s.
+func TestPacerUnlimitedUntilThrottled(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := NewPacer(PacerConfig{Now: time.Now})
+		if r := p.State().Rate; !math.IsInf(r, 1) {
+			t.Fatalf("initial rate = %v, want +Inf", r)
+		}
+		start := time.Now()
+		for range 1000 {
+			if err := p.Wait(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if d := time.Since(start); d != 0 {
+			t.Fatalf("1000 Waits took %v of virtual time, want 0 (unlimited)", d)
+		}
+		for range 1000 {
+			p.Done(http.StatusOK, 0)
+		}
+		// Windows of successes do not set a rate.
+		for range 3 {
+			time.Sleep(1500 * time.Millisecond)
+			for range 20 {
+				request(t, p, http.StatusOK)
+			}
+			if r := p.State().Rate; !math.IsInf(r, 1) {
+				t.Fatalf("rate after a window of 200s = %v, want +Inf", r)
+			}
+		}
+		// Start a fresh window, then fill it with 200s and 429s.
+		time.Sleep(1500 * time.Millisecond)
+		request(t, p, http.StatusOK) // closes the window; counts in the next
+		for range 20 {
+			request(t, p, http.StatusOK)
+			request(t, p, http.StatusTooManyRequests)
+		}
+		if r := p.State().Rate; !math.IsInf(r, 1) {
+			t.Fatalf("rate before the window closed = %v, want +Inf", r)
+		}
+		time.Sleep(time.Second)
+		request(t, p, http.StatusOK) // closes the throttled window
+		// 21 successes in 1s: 0.9 * 21/s.
+		if r, want := p.State().Rate, 0.9*21; math.Abs(r-want) > 1e-9 {
+			t.Fatalf("rate after a window with 429s = %v, want %v (Decrease x the rate of 200s)", r, want)
+		}
+	})
+}
+
+// TestPacerTracksRateLimit runs workers against an EHR with a token-bucket
+// rate limit: the pacer must deliver close to that rate with hardly any
+// 429.
+//
+// The pacer starts unlimited (no MaxRate), as it is specified to, so its
+// first window floods the EHR at the workers' full speed: that cost is
+// bounded by one window of requests, and the bar of under 1% 429s applies
+// to every request sent once the pacer has set a rate. A pacer that starts
+// unlimited cannot avoid the flood: at the first 429 it has seen only the
+// EHR's burst, which does not tell 50/s from 200/s.
+func TestPacerTracksRateLimit(t *testing.T) {
+	const (
+		workers  = 16
+		latency  = 25 * time.Millisecond // workers alone: 640 requests/s
+		duration = 60 * time.Second
+	)
+	for _, tc := range []struct {
+		name string
+		rate float64
+	}{
+		{"50/s", 50},
+		{"200/s", 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				p := NewPacer(PacerConfig{Now: time.Now})
+				// A burst of a tenth of a second, as API gateways allow.
+				e := newSimEHR(tc.rate, int(tc.rate/10), 0, 1)
+				res := runSim(p, e, workers, latency, duration)
+
+				delivered := float64(res.ok) / duration.Seconds()
+				paced := res.sent - res.unlimited
+				pacedT := res.throttled - res.unlimitedT
+				share := float64(pacedT) / float64(paced)
+				t.Logf("R=%v: delivered %.1f/s (%.3f R); 429 %.2f%% (%d of %d) once paced, %.2f%% (%d of %d) overall; "+
+					"unlimited start: %d requests, %d 429; highest rate %.1f/s, final %.1f/s",
+					tc.rate, delivered, delivered/tc.rate, 100*share, pacedT, paced,
+					100*float64(res.throttled)/float64(res.sent), res.throttled, res.sent,
+					res.unlimited, res.unlimitedT, res.maxRate, p.State().Rate)
+
+				if delivered < 0.9*tc.rate {
+					t.Errorf("delivered %.1f/s, want at least 0.9 R = %.1f/s", delivered, 0.9*tc.rate)
+				}
+				if share >= 0.01 {
+					t.Errorf("%d of %d answers (%.2f%%) were 429 once the pacer had set a rate, want under 1%%",
+						pacedT, paced, 100*share)
+				}
+				// One window (1s) at the workers' speed, plus one request
+				// per worker in flight when it closed.
+				if limit := int(time.Second/latency)*workers + workers; res.unlimited > limit {
+					t.Errorf("%d requests went out before the pacer set a rate, want at most %d (one window)", res.unlimited, limit)
+				}
+			})
+		})
+	}
+}
+
+// TestPacerRandomFaultsDoNotStall: an EHR without a rate limit that
+// answers 30% of requests (and, to show the detector is not tuned to one
+// level, 2% and 60%) with a random 503 or 429. The pacer must tell these
+// from a rate limit and keep letting requests through at nearly the rate
+// the same workers reach when the EHR makes no faults.
+func TestPacerRandomFaultsDoNotStall(t *testing.T) {
+	const (
+		workers  = 16
+		latency  = 25 * time.Millisecond
+		duration = 30 * time.Second
+	)
+	for _, tc := range []struct {
+		name    string
+		maxRate float64
+		faults  float64
+		seed    uint64
+	}{
+		{"unlimited/30%/seed1", 0, 0.3, 1},
+		{"unlimited/30%/seed2", 0, 0.3, 2},
+		{"max300/30%/seed1", 300, 0.3, 1},
+		{"max300/30%/seed2", 300, 0.3, 2},
+		{"unlimited/2%", 0, 0.02, 1},
+		{"max300/2%", 300, 0.02, 1},
+		{"unlimited/60%", 0, 0.6, 1},
+		{"max300/60%", 300, 0.6, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var clean, faulty simResult
+			synctest.Test(t, func(t *testing.T) {
+				p := NewPacer(PacerConfig{MaxRate: tc.maxRate, Now: time.Now})
+				clean = runSim(p, newSimEHR(0, 0, 0, tc.seed), workers, latency, duration)
+			})
+			synctest.Test(t, func(t *testing.T) {
+				p := NewPacer(PacerConfig{MaxRate: tc.maxRate, Now: time.Now})
+				faulty = runSim(p, newSimEHR(0, 0, tc.faults, tc.seed), workers, latency, duration)
+			})
+			cleanRate := float64(clean.sent) / duration.Seconds()
+			faultyRate := float64(faulty.sent) / duration.Seconds()
+			t.Logf("max rate %v, %.0f%% faults (%.1f%% seen), seed %d: %.1f requests/s let through, %.1f/s without faults: %.3f",
+				tc.maxRate, 100*tc.faults, 100*float64(faulty.throttled)/float64(faulty.sent), tc.seed, faultyRate, cleanRate, faultyRate/cleanRate)
+			if faultyRate < 0.8*cleanRate {
+				t.Errorf("with %.0f%% random faults %.1f requests/s were let through, want at least 0.8 x %.1f/s (no faults)", 100*tc.faults, faultyRate, cleanRate)
+			}
+		})
+	}
+}
+
+// rateLog drives a pacer from one goroutine, Wait then Done at once, and
+// records every rate change.
+type rateLog struct {
+	t       *testing.T
+	p       *Pacer
+	start   time.Time
+	changes []rateChange
+	max     float64
+}
+
+type rateChange struct {
+	at       time.Duration
+	from, to float64
+}
+
+func newRateLog(t *testing.T, p *Pacer) *rateLog {
+	return &rateLog{t: t, p: p, start: time.Now(), max: p.State().Rate}
+}
+
+// run sends requests answered by answer until until returns true.
+func (l *rateLog) run(answer func() int, until func() bool) {
+	l.t.Helper()
+	for !until() {
+		before := l.p.State().Rate
+		request(l.t, l.p, answer())
+		after := l.p.State().Rate
+		l.max = max(l.max, after)
+		if after != before {
+			l.changes = append(l.changes, rateChange{time.Since(l.start), before, after})
+		}
+	}
+}
+
+func (l *rateLog) rate() float64 { return l.p.State().Rate }
+
+func always(status int) func() int { return func() int { return status } }
+
+func forTime(d time.Duration) func() bool {
+	end := time.Now().Add(d)
+	return func() bool { return !time.Now().Before(end) }
+}
+
+// TestPacerMaxRateAdditiveIncrease: with MaxRate the rate starts there,
+// never exceeds it, and after a decrease climbs back by a constant step
+// per window.
+func TestPacerMaxRateAdditiveIncrease(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		maxRate float64
+	}{
+		{"max100", 100},
+		{"max400", 400},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				p := NewPacer(PacerConfig{MaxRate: tc.maxRate, Now: time.Now})
+				if r := p.State().Rate; r != tc.maxRate {
+					t.Fatalf("initial rate = %v, want MaxRate %v", r, tc.maxRate)
+				}
+				l := newRateLog(t, p)
+				l.run(always(http.StatusOK), forTime(5*time.Second))
+				if len(l.changes) != 0 || l.rate() != tc.maxRate {
+					t.Fatalf("rate changed with only 200s at MaxRate: %+v", l.changes)
+				}
+
+				// Every other answer a 429 until the rate decreases.
+				n := 0
+				l.run(func() int {
+					n++
+					if n%2 == 0 {
+						return http.StatusTooManyRequests
+					}
+					return http.StatusOK
+				}, func() bool { return l.rate() < tc.maxRate })
+				low := l.rate()
+				if low > 0.9*tc.maxRate {
+					t.Fatalf("rate after a window of half 429s = %v, want at most 0.9 x %v", low, tc.maxRate)
+				}
+
+				// Only 200s: the rate climbs back one window at a time.
+				l.changes = nil
+				l.run(always(http.StatusOK), func() bool { return l.rate() >= tc.maxRate })
+				if len(l.changes) < 10 {
+					t.Fatalf("climb back from %v to %v took %d changes, want at least 10 steps: %+v", low, tc.maxRate, len(l.changes), l.changes)
+				}
+				step := l.changes[0].to - l.changes[0].from
+				if want := 0.02 * low; math.Abs(step-want) > 1e-9 {
+					t.Errorf("first step = %v, want 2%% of the rate set at the decrease (%v)", step, want)
+				}
+				last := len(l.changes) - 1 // the last step may stop at MaxRate
+				for i, c := range l.changes[:last] {
+					if d := c.to - c.from; math.Abs(d-step) > 1e-9 {
+						t.Fatalf("step %d = %v (%v -> %v), want a constant %v (additive)", i, d, c.from, c.to, step)
+					}
+					if i > 0 {
+						if gap := c.at - l.changes[i-1].at; gap < time.Second {
+							t.Fatalf("steps %d and %d %v apart, want one per window (1s)", i-1, i, gap)
+						}
+					}
+				}
+				// Additive, so each step is a smaller ratio than the last.
+				r0 := l.changes[1].to / l.changes[1].from
+				r1 := l.changes[last-1].to / l.changes[last-1].from
+				if !(r1 < r0) {
+					t.Errorf("growth ratio %v at the end not below %v at the start: multiplicative", r1, r0)
+				}
+				if l.max > tc.maxRate || l.rate() != tc.maxRate {
+					t.Errorf("highest rate %v, final %v, want at most and back at MaxRate %v", l.max, l.rate(), tc.maxRate)
+				}
+				t.Logf("decreased to %.1f/s, climbed back to %.0f/s in %d steps of %.3f/s", low, tc.maxRate, len(l.changes), step)
+
+				// More windows of 200s at MaxRate stay there.
+				l.run(always(http.StatusOK), forTime(3*time.Second))
+				if l.max > tc.maxRate {
+					t.Errorf("rate went to %v above MaxRate %v", l.max, tc.maxRate)
+				}
+			})
+		})
+	}
+}
+
+// TestPacerDecreasesOncePerWindow: the pacer at a rate far above the EHR's
+// rate limit gets hundreds of 429s in one window and decreases once, when
+// the window ends; later decreases are at least a window apart.
+func TestPacerDecreasesOncePerWindow(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		window time.Duration
+	}{
+		{"window1s", time.Second},
+		{"window250ms", 250 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				p := NewPacer(PacerConfig{MaxRate: 1000, Window: tc.window, Now: time.Now})
+				e := newSimEHR(100, 10, 0, 1)
+				l := newRateLog(t, p)
+				throttledBefore := 0
+				l.run(func() int {
+					st := e.answer()
+					if st == http.StatusTooManyRequests && len(l.changes) == 0 {
+						throttledBefore++
+					}
+					return st
+				}, forTime(10*time.Second))
+
+				if len(l.changes) == 0 {
+					t.Fatal("the rate never changed")
+				}
+				first := l.changes[0]
+				if first.to >= first.from {
+					t.Fatalf("first change %+v is not a decrease", first)
+				}
+				if first.at < tc.window {
+					t.Errorf("first decrease at %v, before the window (%v) ended", first.at, tc.window)
+				}
+				if least := int(0.5 * tc.window.Seconds() * 1000); throttledBefore < least {
+					t.Fatalf("only %d 429s before the first decrease, want at least %d for the test to mean anything", throttledBefore, least)
+				}
+				var last time.Duration = -1
+				decreases := 0
+				for _, c := range l.changes {
+					if c.to >= c.from {
+						continue
+					}
+					decreases++
+					if last >= 0 && c.at-last < tc.window {
+						t.Errorf("decreases at %v and %v, less than a window (%v) apart: %+v", last, c.at, tc.window, l.changes)
+					}
+					last = c.at
+				}
+				t.Logf("%d 429s in the first window, then %d decreases in 10s; first %.0f -> %.1f at %v",
+					throttledBefore, decreases, first.from, first.to, first.at)
+			})
+		})
+	}
+}
+
+// TestPacerPause covers pauses: a Retry-After over PauseThreshold holds
+// every Wait until it ends, a shorter one holds none, Resume ends a pause
+// early, and a Wait whose context ends during a pause returns its error.
+func TestPacerPause(t *testing.T) {
+	t.Run("long Retry-After pauses every Wait", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			p := NewPacer(PacerConfig{Now: time.Now})
+			start := time.Now()
+			request(t, p, http.StatusOK)
+			if err := p.Wait(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			p.Done(http.StatusServiceUnavailable, 2*time.Minute)
+			end := start.Add(2 * time.Minute)
+			if s := p.State(); !s.PausedUntil.Equal(end) || s.PauseReason != "retry_after" {
+				t.Fatalf("state = %+v, want paused until %v for retry_after", s, end)
+			}
+			var wg sync.WaitGroup
+			returned := make([]time.Time, 8)
+			for i := range returned {
+				wg.Go(func() {
+					if err := p.Wait(t.Context()); err != nil {
+						t.Errorf("Wait: %v", err)
+					}
+					returned[i] = time.Now()
+					p.Done(http.StatusOK, 0)
+				})
+			}
+			time.Sleep(time.Minute)
+			synctest.Wait()
+			if n := p.State().InFlight; n != 0 {
+				t.Fatalf("%d requests let through a minute into a 2-minute pause", n)
+			}
+			wg.Wait()
+			for i, at := range returned {
+				if at.Before(end) {
+					t.Errorf("Wait %d returned at %v, before the pause ended at +2m", i, at.Sub(start))
+				}
+			}
+			if s := p.State(); !s.PausedUntil.IsZero() || s.PauseReason != "" {
+				t.Errorf("state after the pause = %+v, want no pause", s)
+			}
+		})
+	})
+	for _, ra := range []time.Duration{time.Second, 10 * time.Second, 30 * time.Second} {
+		t.Run("Retry-After "+ra.String()+" pauses nothing", func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				p := NewPacer(PacerConfig{Now: time.Now}) // PauseThreshold 30s
+				if err := p.Wait(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+				p.Done(http.StatusTooManyRequests, ra)
+				if s := p.State(); !s.PausedUntil.IsZero() {
+					t.Fatalf("state = %+v, want no pause", s)
+				}
+				start := time.Now()
+				request(t, p, http.StatusOK)
+				if d := time.Since(start); d != 0 {
+					t.Errorf("Wait took %v after a Retry-After of %v, want 0", d, ra)
+				}
+			})
+		})
+	}
+	t.Run("PauseThreshold is configurable", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			p := NewPacer(PacerConfig{PauseThreshold: 5 * time.Second, Now: time.Now})
+			if err := p.Wait(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			p.Done(http.StatusTooManyRequests, 10*time.Second)
+			start := time.Now()
+			request(t, p, http.StatusOK)
+			if d := time.Since(start); d != 10*time.Second {
+				t.Errorf("Wait took %v, want the 10s Retry-After", d)
+			}
+		})
+	})
+	t.Run("Resume ends a pause early", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			p := NewPacer(PacerConfig{Now: time.Now})
+			start := time.Now()
+			p.Pause(start.Add(time.Hour), "maintenance")
+			done := make(chan time.Duration)
+			for range 3 {
+				go func() {
+					if err := p.Wait(t.Context()); err != nil {
+						t.Errorf("Wait: %v", err)
+					}
+					done <- time.Since(start)
+				}()
+			}
+			time.Sleep(5 * time.Second)
+			synctest.Wait()
+			select {
+			case d := <-done:
+				t.Fatalf("Wait returned at %v during the pause", d)
+			default:
+			}
+			p.Resume()
+			for range 3 {
+				if d := <-done; d != 5*time.Second {
+					t.Errorf("Wait returned at %v, want at Resume (5s)", d)
+				}
+			}
+			if s := p.State(); !s.PausedUntil.IsZero() || s.PauseReason != "" {
+				t.Errorf("state after Resume = %+v, want no pause", s)
+			}
+		})
+	})
+	t.Run("a pause is never shortened", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			p := NewPacer(PacerConfig{Now: time.Now})
+			end := time.Now().Add(time.Hour)
+			p.Pause(end, "maintenance")
+			p.Pause(time.Now().Add(time.Minute), "outage")
+			if s := p.State(); !s.PausedUntil.Equal(end) || s.PauseReason != "maintenance" {
+				t.Errorf("state = %+v, want the longer pause kept", s)
+			}
+		})
+	})
+	for _, tc := range []struct {
+		name   string
+		ctx    func(context.Context) (context.Context, context.CancelFunc)
+		cancel bool // cancel at 3s; else the context ends by itself then
+		want   error
+	}{
+		{"canceled", context.WithCancel, true, context.Canceled},
+		{"deadline", func(ctx context.Context) (context.Context, context.CancelFunc) {
+			return context.WithTimeout(ctx, 3*time.Second)
+		}, false, context.DeadlineExceeded},
+	} {
+		t.Run("context "+tc.name+" during a pause", func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				p := NewPacer(PacerConfig{Now: time.Now})
+				start := time.Now()
+				p.Pause(start.Add(time.Hour), "outage")
+				ctx, cancel := tc.ctx(t.Context())
+				defer cancel()
+				type result struct {
+					err error
+					at  time.Duration
+				}
+				done := make(chan result)
+				go func() {
+					err := p.Wait(ctx)
+					done <- result{err, time.Since(start)}
+				}()
+				if tc.cancel {
+					time.Sleep(3 * time.Second)
+					cancel()
+				}
+				r := <-done
+				if !errors.Is(r.err, tc.want) || r.err != ctx.Err() {
+					t.Errorf("Wait = %v, want ctx.Err() = %v", r.err, tc.want)
+				}
+				if r.at != 3*time.Second {
+					t.Errorf("Wait returned at %v, want when the context ended (3s)", r.at)
+				}
+				if n := p.State().InFlight; n != 0 {
+					t.Errorf("InFlight = %d after a failed Wait, want 0", n)
+				}
+			})
+		})
+	}
+}
+
+// TestPacerState: InFlight counts Waits not yet Done; PausedUntil and
+// PauseReason show a pause while it lasts.
+func TestPacerState(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := NewPacer(PacerConfig{MaxRate: 10, Now: time.Now})
+		want := PacerState{Rate: 10}
+		check := func(what string) {
+			t.Helper()
+			if s := p.State(); s != want {
+				t.Fatalf("%s: state = %+v, want %+v", what, s, want)
+			}
+		}
+		check("new")
+		for i := range 5 {
+			if err := p.Wait(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			want.InFlight = i + 1
+			check("after Wait")
+		}
+		for i := range 5 {
+			p.Done(http.StatusOK, 0)
+			want.InFlight = 4 - i
+			check("after Done")
+		}
+		// A lost answer (status 0) and a 4xx end a request all the same.
+		for _, st := range []int{0, http.StatusBadRequest, http.StatusInternalServerError} {
+			if err := p.Wait(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			want.InFlight = 1
+			check("after Wait")
+			p.Done(st, 0)
+			want.InFlight = 0
+			check("after Done " + http.StatusText(st))
+		}
+
+		now := time.Now()
+		p.Pause(now.Add(time.Minute), "outage")
+		want.PausedUntil, want.PauseReason = now.Add(time.Minute), "outage"
+		check("paused")
+		time.Sleep(59 * time.Second)
+		check("paused a second before the end")
+		time.Sleep(time.Second)
+		want.PausedUntil, want.PauseReason = time.Time{}, ""
+		check("pause over")
+
+		if err := p.Wait(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		now = time.Now()
+		p.Done(http.StatusTooManyRequests, time.Hour)
+		want.PausedUntil, want.PauseReason = now.Add(time.Hour), "retry_after"
+		check("after a Retry-After of an hour")
+		p.Resume()
+		want.PausedUntil, want.PauseReason = time.Time{}, ""
+		check("after Resume")
+	})
+}
