@@ -102,9 +102,18 @@ type Record struct {
 	EHRVersion string
 	// SyncedHash is the hash of the content last synced ("" if never).
 	SyncedHash string
-	CreatedAt  time.Time
-	UpdatedAt  time.Time
-	SyncedAt   time.Time // zero if never synced
+	// SentHash is the hash of the FHIR content last delivered for this row,
+	// as a synced Outcome reported it ("" if none): the engine compares it
+	// with the hash of freshly mapped FHIR so that unchanged output is not
+	// sent again.
+	SentHash string
+	// Derived lists opaque keys (the engine uses "Type|system|value") of the
+	// derived resources the EHR holds as current data for this row, in the
+	// order a synced Outcome last set them; nil if none.
+	Derived   []string
+	CreatedAt time.Time
+	UpdatedAt time.Time
+	SyncedAt  time.Time // zero if never synced
 }
 
 // Outcome is what a worker reports for a row it holds.
@@ -114,8 +123,9 @@ type Outcome struct {
 	// Hash is the hash of the content that was delivered (the claimed
 	// Record.Hash); required. An outcome for a hash that is no longer the
 	// row's (the content changed while in flight) leaves the row pending
-	// with attempts reset; a synced one still records EHRID, EHRVersion and
-	// SyncedHash and wakes the row's waiters, since the resource now exists.
+	// with attempts reset; a synced one still records EHRID, EHRVersion,
+	// SyncedHash, SentHash and Derived and wakes the row's waiters, since
+	// the resource now exists.
 	Hash string
 	// NextAttemptAt is when a retrying row may be claimed again.
 	NextAttemptAt time.Time
@@ -125,6 +135,14 @@ type Outcome struct {
 	ErrorClass, ErrorDetail string
 	// EHRID and EHRVersion for a synced row; empty keeps the known value.
 	EHRID, EHRVersion string
+	// SentHash, for a synced outcome, is the hash of the FHIR content
+	// delivered; empty keeps the stored value. Other states ignore it.
+	SentHash string
+	// Derived, when SetDerived is true on a synced outcome, replaces the
+	// row's Derived list (nil or empty: none). With SetDerived false the
+	// stored list is kept. Other states ignore both.
+	Derived    []string
+	SetDerived bool
 }
 
 // Counts is the number of rows per kind and state.

@@ -150,6 +150,18 @@ func TestMigrateFromV1(t *testing.T) {
 	if fmt.Sprint(versions) != "[1 2]" {
 		t.Errorf("schema_migrations versions = %v, want [1 2]", versions)
 	}
+	// The new columns work on an old row: the lease of the version-1 run
+	// is still w1's.
+	fl := want["in_flight"]
+	out := store.Outcome{State: store.StateSynced, Hash: fl.Hash, EHRID: "MedicationAdministration/1",
+		SentHash: "f1", SetDerived: true, Derived: []string{"Observation|s|v"}}
+	if err := s.Finish(ctx, fl.ID, "w1", out, time.Date(2029, 5, 6, 11, 0, 0, 0, time.UTC)); err != nil {
+		t.Fatalf("Finish of a version-1 row: %v", err)
+	}
+	if got, err := s.GetByID(ctx, fl.ID); err != nil || got.State != store.StateSynced ||
+		got.SentHash != "f1" || fmt.Sprint(got.Derived) != "[Observation|s|v]" {
+		t.Errorf("after Finish: %+v, %v; want synced with SentHash f1 and one derived key", got, err)
+	}
 	var sent, derived string
 	if err := s.read.QueryRowContext(ctx, `SELECT sent_hash, derived FROM outbox WHERE id = ?`, want["synced"].ID).
 		Scan(&sent, &derived); err != nil || sent != "" || derived != "" {

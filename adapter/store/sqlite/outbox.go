@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -42,14 +43,18 @@ type scanner interface {
 func scanRecord(sc scanner) (store.Record, error) {
 	var (
 		r                                      store.Record
-		state                                  string
+		state, derived                         string
 		next, lease, created, updated, syncedT int64
 	)
 	dest := []any{&r.ID, &r.Kind, &r.LocalID, &r.Hash, &state, &r.Attempts, &next,
 		&r.LeaseOwner, &lease, &r.WaitKind, &r.WaitID, &r.ErrorClass, &r.ErrorDetail,
-		&r.EHRID, &r.EHRVersion, &r.SyncedHash, &created, &updated, &syncedT, &r.Payload}
+		&r.EHRID, &r.EHRVersion, &r.SyncedHash, &r.SentHash, &derived, &created, &updated, &syncedT, &r.Payload}
 	if err := sc.Scan(dest...); err != nil {
 		return store.Record{}, err
+	}
+	var err error
+	if r.Derived, err = decodeDerived(derived); err != nil {
+		return store.Record{}, fmt.Errorf("row %d: %w", r.ID, err)
 	}
 	r.State = store.State(state)
 	r.NextAttemptAt = fromNanos(next)
@@ -58,6 +63,35 @@ func scanRecord(sc scanner) (store.Record, error) {
 	r.UpdatedAt = fromNanos(updated)
 	r.SyncedAt = fromNanos(syncedT)
 	return r, nil
+}
+
+// encodeDerived stores a Derived list as a JSON array of strings; an empty
+// list is "" (the column's default), so rows that never had one and rows
+// whose list was cleared read the same.
+func encodeDerived(keys []string) string {
+	if len(keys) == 0 {
+		return ""
+	}
+	b, err := json.Marshal(keys)
+	if err != nil {
+		panic(fmt.Sprintf("sqlite: marshal a []string: %v", err)) // cannot happen
+	}
+	return string(b)
+}
+
+// decodeDerived is the inverse of encodeDerived: "" is nil.
+func decodeDerived(s string) ([]string, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var keys []string
+	if err := json.Unmarshal([]byte(s), &keys); err != nil {
+		return nil, fmt.Errorf("derived column is not a JSON array of strings: %w", err)
+	}
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	return keys, nil
 }
 
 // toNanos stores t as Unix nanoseconds; the zero time is 0. Times outside
@@ -256,7 +290,8 @@ func (s *Store) Finish(ctx context.Context, id int64, owner string, out store.Ou
 				newState, syncedHash = store.StatePending, out.Hash
 			}
 			if _, err := tx.StmtContext(ctx, s.st.finishSynced).ExecContext(ctx,
-				newState, syncedHash, stale, out.EHRID, out.EHRVersion, nowN, id); err != nil {
+				newState, syncedHash, stale, out.EHRID, out.EHRVersion,
+				out.SentHash, out.SetDerived, encodeDerived(out.Derived), nowN, id); err != nil {
 				return err
 			}
 			_, err := tx.StmtContext(ctx, s.st.wake).ExecContext(ctx, nowN, kind, localID)

@@ -10,7 +10,7 @@ import (
 // reads them.
 const recordCols = `id, kind, local_id, hash, state, attempts, next_attempt_at,
 	lease_owner, lease_expires, wait_kind, wait_id, error_class, error_detail,
-	ehr_id, ehr_version, synced_hash, created_at, updated_at, synced_at, payload`
+	ehr_id, ehr_version, synced_hash, sent_hash, derived, created_at, updated_at, synced_at, payload`
 
 // The SQL of every operation. TestQueryPlans checks that the ones whose plan
 // matters at a million rows use their index. Claim and Rescue name their
@@ -46,13 +46,16 @@ const (
 	finishReadSQL = `SELECT kind, local_id, hash, state, lease_owner FROM outbox WHERE id = ?`
 	// finishSyncedSQL: ?1 state (synced, or pending for a stale outcome),
 	// ?2 synced hash, ?3 reset attempts (bool), ?4 EHR id, ?5 EHR version,
-	// ?6 now, ?7 id.
+	// ?6 sent hash, ?7 replace derived (bool), ?8 derived (JSON), ?9 now,
+	// ?10 id. Empty EHR id, version and sent hash keep the stored values.
 	finishSyncedSQL = `UPDATE outbox SET state = ?1, synced_hash = ?2,
 			attempts = CASE WHEN ?3 THEN 0 ELSE attempts END,
 			ehr_id = COALESCE(NULLIF(?4, ''), ehr_id), ehr_version = COALESCE(NULLIF(?5, ''), ehr_version),
-			synced_at = ?6, updated_at = ?6, next_attempt_at = 0, lease_owner = '', lease_expires = 0,
+			sent_hash = COALESCE(NULLIF(?6, ''), sent_hash),
+			derived = CASE WHEN ?7 THEN ?8 ELSE derived END,
+			synced_at = ?9, updated_at = ?9, next_attempt_at = 0, lease_owner = '', lease_expires = 0,
 			wait_kind = '', wait_id = '', error_class = '', error_detail = ''
-		WHERE id = ?7`
+		WHERE id = ?10`
 	// wakeSQL: ?1 now, ?2 kind, ?3 local id of the synced dependency.
 	wakeSQL = `UPDATE outbox SET state = 'pending', wait_kind = '', wait_id = '',
 			error_class = '', error_detail = '', next_attempt_at = 0, updated_at = ?1

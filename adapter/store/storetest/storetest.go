@@ -38,6 +38,8 @@ func Exercise(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ClaimConcurrentExclusive", testClaimConcurrentExclusive},
 		{"FinishSynced", testFinishSynced},
 		{"FinishSyncedKeepsKnownEHRID", testFinishSyncedKeepsKnownEHRID},
+		{"FinishSyncedSentHashDerived", testFinishSyncedSentHashDerived},
+		{"SentHashDerivedSurvive", testSentHashDerivedSurvive},
 		{"FinishRetrying", testFinishRetrying},
 		{"FinishDead", testFinishDead},
 		{"FinishWaitingThenWake", testFinishWaitingThenWake},
@@ -667,6 +669,117 @@ func testFinishSyncedKeepsKnownEHRID(t *testing.T, f *fixture) {
 	if got.EHRID != "Patient/abc" || got.EHRVersion != "1" || got.SyncedHash != "h2" {
 		t.Errorf("EHR %q/%q SyncedHash %q, want Patient/abc/1 h2 (empty outcome fields keep known values)",
 			got.EHRID, got.EHRVersion, got.SyncedHash)
+	}
+}
+
+// wantSent fails the test unless r holds sent as SentHash and derived as
+// Derived (nil and empty are the same: none).
+func wantSent(t *testing.T, what string, r store.Record, sent string, derived ...string) {
+	t.Helper()
+	if r.SentHash != sent || !equalStrings(r.Derived, derived) {
+		t.Errorf("%s: SentHash %q Derived %q, want %q %q", what, r.SentHash, r.Derived, sent, derived)
+	}
+}
+
+func testFinishSyncedSentHashDerived(t *testing.T, f *fixture) {
+	f.upsert(t, rec("administration", "A1", "h1"))
+	wantSent(t, "new row", f.get(t, "administration", "A1"), "")
+
+	// Keys are opaque: separators, quotes, backslashes and non-ASCII text
+	// come back as given, in the order given.
+	odd := `Observation|urn:x|q"uo\te|é,[]`
+	out := synced("MedicationAdministration/1", "1")
+	out.SentHash, out.SetDerived, out.Derived = "f1", true, []string{"Observation|http://c.example/vitals|A1-2", odd, "Observation|http://c.example/vitals|A1-1"}
+	got := f.deliver(t, "administration", "A1", out, t0)
+	wantSent(t, "synced with both", got, "f1", "Observation|http://c.example/vitals|A1-2", odd, "Observation|http://c.example/vitals|A1-1")
+
+	// SetDerived false keeps the list, even with Derived set; an empty
+	// SentHash keeps the hash.
+	f.upsert(t, rec("administration", "A1", "h2"))
+	out = synced("", "2")
+	out.Derived = []string{"ignored"}
+	got = f.deliver(t, "administration", "A1", out, t0.Add(time.Minute))
+	wantSent(t, "synced with neither", got, "f1", "Observation|http://c.example/vitals|A1-2", odd, "Observation|http://c.example/vitals|A1-1")
+
+	// SetDerived with a nil list clears it; a new SentHash replaces the old.
+	f.upsert(t, rec("administration", "A1", "h3"))
+	out = synced("", "3")
+	out.SentHash, out.SetDerived = "f3", true
+	got = f.deliver(t, "administration", "A1", out, t0.Add(2*time.Minute))
+	wantSent(t, "synced with a nil list", got, "f3")
+
+	// An empty, non-nil list clears it too.
+	f.upsert(t, rec("administration", "A1", "h4"))
+	out = synced("", "4")
+	out.SetDerived, out.Derived = true, []string{"Observation|s|one"}
+	wantSent(t, "synced with one key", f.deliver(t, "administration", "A1", out, t0), "f3", "Observation|s|one")
+	f.upsert(t, rec("administration", "A1", "h5"))
+	out = synced("", "5")
+	out.SetDerived, out.Derived = true, []string{}
+	wantSent(t, "synced with an empty list", f.deliver(t, "administration", "A1", out, t0), "f3")
+
+	// Other states ignore both.
+	f.upsert(t, rec("administration", "A1", "h6"))
+	out = synced("", "6")
+	out.SetDerived, out.Derived = true, []string{"Observation|s|kept"}
+	f.deliver(t, "administration", "A1", out, t0)
+	f.upsert(t, rec("administration", "A1", "h7"))
+	for _, state := range []store.State{store.StateRetrying, store.StateDead} {
+		got := f.deliver(t, "administration", "A1", store.Outcome{State: state, ErrorClass: "x",
+			SentHash: "other", SetDerived: true, Derived: []string{"Observation|s|other"}}, t0)
+		if got.State != state {
+			t.Fatalf("state = %s, want %s", got.State, state)
+		}
+		wantSent(t, string(state)+" outcome", got, "f3", "Observation|s|kept")
+		if state == store.StateDead {
+			if err := f.s.Requeue(f.ctx, got.ID, t0); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// testSentHashDerivedSurvive moves a row with a SentHash and a Derived list
+// through every move that does not deliver it: each keeps both.
+func testSentHashDerivedSurvive(t *testing.T, f *fixture) {
+	keys := []string{"Observation|s|v1", "Observation|s|v2"}
+	f.upsert(t, rec("administration", "A1", "h1"))
+	out := synced("MedicationAdministration/1", "1")
+	out.SentHash, out.SetDerived, out.Derived = "f1", true, keys
+	f.deliver(t, "administration", "A1", out, t0)
+
+	f.upsert(t, rec("administration", "A1", "h2"))
+	wantSent(t, "after Upsert of changed content", f.wantState(t, "administration", "A1", store.StatePending), "f1", keys...)
+
+	f.claimOne(t, "crashed", t0)
+	if n, err := f.s.Rescue(f.ctx, t0.Add(2*lease)); err != nil || n != 1 {
+		t.Fatalf("Rescue = %d, %v; want 1, nil", n, err)
+	}
+	wantSent(t, "after Rescue", f.wantState(t, "administration", "A1", store.StateRetrying), "f1", keys...)
+
+	r := f.deliver(t, "administration", "A1", store.Outcome{State: store.StateDead, ErrorClass: "rejected_422"}, t0.Add(2*lease))
+	wantSent(t, "after a dead outcome", r, "f1", keys...)
+	if err := f.s.Requeue(f.ctx, r.ID, t0); err != nil {
+		t.Fatal(err)
+	}
+	wantSent(t, "after Requeue", f.wantState(t, "administration", "A1", store.StatePending), "f1", keys...)
+
+	r = f.deliver(t, "administration", "A1", store.Outcome{State: store.StateWaiting, WaitKind: "order", WaitID: "O1"}, t0)
+	wantSent(t, "after a waiting outcome", r, "f1", keys...)
+	if err := f.s.Requeue(f.ctx, r.ID, t0); err != nil {
+		t.Fatal(err)
+	}
+
+	// A synced outcome for content that changed while in flight records
+	// what was sent, since the EHR now holds it, and leaves the row pending.
+	claimed := f.claimOne(t, "w", t0)
+	f.upsert(t, rec("administration", "A1", "h3"))
+	out = store.Outcome{State: store.StateSynced, Hash: claimed.Hash, EHRVersion: "2", SentHash: "f2", SetDerived: true, Derived: keys[1:]}
+	f.finish(t, claimed, "w", out, t0)
+	r = f.wantState(t, "administration", "A1", store.StatePending)
+	wantSent(t, "after a stale synced outcome", r, "f2", keys[1:]...)
+	if r.EHRVersion != "2" || r.SyncedHash != "h2" || r.Hash != "h3" {
+		t.Errorf("after a stale synced outcome: EHRVersion %q SyncedHash %q Hash %q, want 2 h2 h3", r.EHRVersion, r.SyncedHash, r.Hash)
 	}
 }
 
