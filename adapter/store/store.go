@@ -133,7 +133,12 @@ type Outcome struct {
 	WaitKind, WaitID string
 	// ErrorClass and ErrorDetail for retrying, waiting and dead rows.
 	ErrorClass, ErrorDetail string
-	// EHRID and EHRVersion for a synced row; empty keeps the known value.
+	// EHRID and EHRVersion identify the resource the delivery wrote in the
+	// EHR; empty keeps the known value. A synced outcome carries them; any
+	// other outcome may too and then records them as well, stale or not.
+	// The engine sets them on a retrying outcome when the primary write
+	// succeeded and a derived write failed, so that the retry updates the
+	// resource in place.
 	EHRID, EHRVersion string
 	// SentHash, for a synced outcome, is the hash of the FHIR content
 	// delivered; empty keeps the stored value. Other states ignore it.

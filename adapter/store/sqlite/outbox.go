@@ -300,15 +300,15 @@ func (s *Store) Finish(ctx context.Context, id int64, owner string, out store.Ou
 
 		if stale {
 			// The outcome is about content the row no longer holds.
-			return s.toPending(ctx, tx, id, nowN)
+			return s.toPending(ctx, tx, id, out, nowN)
 		}
 		switch out.State {
 		case store.StateRetrying:
 			_, err = tx.StmtContext(ctx, s.st.finishRetrying).ExecContext(ctx,
-				toNanos(out.NextAttemptAt), out.ErrorClass, out.ErrorDetail, nowN, id)
+				toNanos(out.NextAttemptAt), out.ErrorClass, out.ErrorDetail, out.EHRID, out.EHRVersion, nowN, id)
 		case store.StateDead:
 			_, err = tx.StmtContext(ctx, s.st.finishDead).ExecContext(ctx,
-				out.ErrorClass, out.ErrorDetail, nowN, id)
+				out.ErrorClass, out.ErrorDetail, out.EHRID, out.EHRVersion, nowN, id)
 		case store.StateWaiting:
 			if out.WaitKind != "" {
 				var depState string
@@ -317,13 +317,13 @@ func (s *Store) Finish(ctx context.Context, id int64, owner string, out store.Ou
 				case err == nil && store.State(depState) == store.StateSynced:
 					// The dependency was synced after the worker looked:
 					// its wake-up has already run, so do not wait for it.
-					return s.toPending(ctx, tx, id, nowN)
+					return s.toPending(ctx, tx, id, out, nowN)
 				case err != nil && !errors.Is(err, sql.ErrNoRows):
 					return err
 				}
 			}
 			_, err = tx.StmtContext(ctx, s.st.finishWaiting).ExecContext(ctx,
-				out.WaitKind, out.WaitID, out.ErrorClass, out.ErrorDetail, nowN, id)
+				out.WaitKind, out.WaitID, out.ErrorClass, out.ErrorDetail, out.EHRID, out.EHRVersion, nowN, id)
 		}
 		return err
 	})
@@ -334,9 +334,9 @@ func (s *Store) Finish(ctx context.Context, id int64, owner string, out store.Ou
 }
 
 // toPending makes row id pending with attempts reset, lease, wait and
-// errors cleared.
-func (s *Store) toPending(ctx context.Context, tx *sql.Tx, id, now int64) error {
-	_, err := tx.StmtContext(ctx, s.st.toPending).ExecContext(ctx, now, id)
+// errors cleared, recording the EHR id and version of out if it has them.
+func (s *Store) toPending(ctx context.Context, tx *sql.Tx, id int64, out store.Outcome, now int64) error {
+	_, err := tx.StmtContext(ctx, s.st.toPending).ExecContext(ctx, out.EHRID, out.EHRVersion, now, id)
 	return err
 }
 

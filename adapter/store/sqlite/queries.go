@@ -60,29 +60,40 @@ const (
 	wakeSQL = `UPDATE outbox SET state = 'pending', wait_kind = '', wait_id = '',
 			error_class = '', error_detail = '', next_attempt_at = 0, updated_at = ?1
 		WHERE state = 'waiting' AND wait_kind = ?2 AND wait_id = ?3`
-	// finishRetryingSQL: next attempt, error class, error detail, now, id.
-	finishRetryingSQL = `UPDATE outbox SET state = 'retrying', next_attempt_at = ?,
-			error_class = ?, error_detail = ?, updated_at = ?, lease_owner = '', lease_expires = 0,
-			wait_kind = '', wait_id = ''
-		WHERE id = ?`
-	// finishDeadSQL: error class, error detail, now, id.
+	// The outcomes other than synced record a non-empty EHR id and version
+	// too (see store.Outcome.EHRID), with the same COALESCE as synced.
+	//
+	// finishRetryingSQL: ?1 next attempt, ?2 error class, ?3 error detail,
+	// ?4 EHR id, ?5 EHR version, ?6 now, ?7 id.
+	finishRetryingSQL = `UPDATE outbox SET state = 'retrying', next_attempt_at = ?1,
+			error_class = ?2, error_detail = ?3,
+			ehr_id = COALESCE(NULLIF(?4, ''), ehr_id), ehr_version = COALESCE(NULLIF(?5, ''), ehr_version),
+			updated_at = ?6, lease_owner = '', lease_expires = 0, wait_kind = '', wait_id = ''
+		WHERE id = ?7`
+	// finishDeadSQL: ?1 error class, ?2 error detail, ?3 EHR id,
+	// ?4 EHR version, ?5 now, ?6 id.
 	finishDeadSQL = `UPDATE outbox SET state = 'dead', next_attempt_at = 0,
-			error_class = ?, error_detail = ?, updated_at = ?, lease_owner = '', lease_expires = 0,
-			wait_kind = '', wait_id = ''
-		WHERE id = ?`
+			error_class = ?1, error_detail = ?2,
+			ehr_id = COALESCE(NULLIF(?3, ''), ehr_id), ehr_version = COALESCE(NULLIF(?4, ''), ehr_version),
+			updated_at = ?5, lease_owner = '', lease_expires = 0, wait_kind = '', wait_id = ''
+		WHERE id = ?6`
 	// depStateSQL: kind, local id.
 	depStateSQL = `SELECT state FROM outbox WHERE kind = ? AND local_id = ?`
-	// finishWaitingSQL: wait kind, wait id, error class, error detail, now, id.
+	// finishWaitingSQL: ?1 wait kind, ?2 wait id, ?3 error class,
+	// ?4 error detail, ?5 EHR id, ?6 EHR version, ?7 now, ?8 id.
 	finishWaitingSQL = `UPDATE outbox SET state = 'waiting', next_attempt_at = 0,
-			wait_kind = ?, wait_id = ?, error_class = ?, error_detail = ?, updated_at = ?,
-			lease_owner = '', lease_expires = 0
-		WHERE id = ?`
-	// toPendingSQL: now, id. Pending with attempts reset, lease, wait and
-	// errors cleared.
+			wait_kind = ?1, wait_id = ?2, error_class = ?3, error_detail = ?4,
+			ehr_id = COALESCE(NULLIF(?5, ''), ehr_id), ehr_version = COALESCE(NULLIF(?6, ''), ehr_version),
+			updated_at = ?7, lease_owner = '', lease_expires = 0
+		WHERE id = ?8`
+	// toPendingSQL: ?1 EHR id, ?2 EHR version, ?3 now, ?4 id. Pending with
+	// attempts reset, lease, wait and errors cleared.
 	toPendingSQL = `UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = 0,
 			lease_owner = '', lease_expires = 0, wait_kind = '', wait_id = '',
-			error_class = '', error_detail = '', updated_at = ?
-		WHERE id = ?`
+			error_class = '', error_detail = '',
+			ehr_id = COALESCE(NULLIF(?1, ''), ehr_id), ehr_version = COALESCE(NULLIF(?2, ''), ehr_version),
+			updated_at = ?3
+		WHERE id = ?4`
 
 	// rescueSQL: ?1 now, ?2 error class.
 	rescueSQL = `UPDATE outbox INDEXED BY outbox_leases

@@ -42,6 +42,7 @@ func Exercise(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"SentHashDerivedSurvive", testSentHashDerivedSurvive},
 		{"FinishRetrying", testFinishRetrying},
 		{"FinishDead", testFinishDead},
+		{"FinishNotSyncedRecordsEHRID", testFinishNotSyncedRecordsEHRID},
 		{"FinishWaitingThenWake", testFinishWaitingThenWake},
 		{"FinishWaitingNoLostWakeup", testFinishWaitingNoLostWakeup},
 		{"FinishWaitingPolicyHold", testFinishWaitingPolicyHold},
@@ -790,6 +791,61 @@ func testFinishRetrying(t *testing.T, f *fixture) {
 	if got.State != store.StateRetrying || !got.NextAttemptAt.Equal(next) || got.ErrorClass != "http_503" ||
 		got.ErrorDetail != "unavailable" || got.LeaseOwner != "" || !got.LeaseExpires.IsZero() || got.Attempts != 1 {
 		t.Errorf("retrying row = %+v", got)
+	}
+}
+
+// testFinishNotSyncedRecordsEHRID: an outcome other than synced that
+// carries an EHR id and version (the primary write succeeded, a derived one
+// failed) records them, so that the next attempt updates in place.
+func testFinishNotSyncedRecordsEHRID(t *testing.T, f *fixture) {
+	f.upsert(t, rec("administration", "A1", "h"))
+	got := f.deliver(t, "administration", "A1", store.Outcome{State: store.StateRetrying, ErrorClass: "http_503",
+		EHRID: "MedicationAdministration/7", EHRVersion: "1"}, t0)
+	if got.State != store.StateRetrying || got.EHRID != "MedicationAdministration/7" || got.EHRVersion != "1" {
+		t.Fatalf("retrying with an EHR id: state %s EHR %q/%q, want retrying MedicationAdministration/7/1", got.State, got.EHRID, got.EHRVersion)
+	}
+	if got.SyncedHash != "" || !got.SyncedAt.IsZero() {
+		t.Errorf("retrying outcome marked the row synced: SyncedHash %q SyncedAt %v", got.SyncedHash, got.SyncedAt)
+	}
+	// The worker of the retry sees them.
+	again := f.claimOne(t, "w", t0)
+	if again.EHRID != "MedicationAdministration/7" || again.EHRVersion != "1" {
+		t.Errorf("claimed retry: EHR %q/%q, want MedicationAdministration/7/1", again.EHRID, again.EHRVersion)
+	}
+	// Empty keeps them.
+	f.finish(t, again, "w", store.Outcome{State: store.StateRetrying, Hash: "h", ErrorClass: "timeout"}, t0)
+	got = f.get(t, "administration", "A1")
+	if got.EHRID != "MedicationAdministration/7" || got.EHRVersion != "1" {
+		t.Errorf("retrying without an EHR id: EHR %q/%q, want kept", got.EHRID, got.EHRVersion)
+	}
+	got = f.deliver(t, "administration", "A1", store.Outcome{State: store.StateRetrying, EHRVersion: "2", NextAttemptAt: t0.Add(time.Hour)}, t0)
+	if got.EHRID != "MedicationAdministration/7" || got.EHRVersion != "2" {
+		t.Errorf("retrying with a version only: EHR %q/%q, want MedicationAdministration/7/2", got.EHRID, got.EHRVersion)
+	}
+
+	for _, out := range []store.Outcome{
+		{State: store.StateDead, ErrorClass: "rejected_422"},
+		{State: store.StateWaiting, WaitKind: "order", WaitID: "nobody"},
+	} {
+		id := "A-" + string(out.State)
+		f.upsert(t, rec("administration", id, "h"))
+		out.EHRID, out.EHRVersion = "MedicationAdministration/"+id, "3"
+		got := f.deliver(t, "administration", id, out, t0)
+		if got.State != out.State || got.EHRID != out.EHRID || got.EHRVersion != "3" {
+			t.Errorf("%s with an EHR id: state %s EHR %q/%q, want %s %s/3", out.State, got.State, got.EHRID, got.EHRVersion, out.State, out.EHRID)
+		}
+	}
+
+	// Stale: the content changed while in flight; the row goes pending and
+	// still knows the resource the old content wrote.
+	f.upsert(t, rec("administration", "A-stale", "old"))
+	r := f.claimOne(t, "w", t0)
+	f.upsert(t, rec("administration", "A-stale", "new"))
+	f.finish(t, r, "w", store.Outcome{State: store.StateRetrying, Hash: "old", EHRID: "MedicationAdministration/s", EHRVersion: "1"}, t0)
+	got = f.get(t, "administration", "A-stale")
+	wantPendingClean(t, got)
+	if got.EHRID != "MedicationAdministration/s" || got.EHRVersion != "1" {
+		t.Errorf("stale retrying with an EHR id: EHR %q/%q, want MedicationAdministration/s/1", got.EHRID, got.EHRVersion)
 	}
 }
 
