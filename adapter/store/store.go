@@ -150,6 +150,14 @@ type Outcome struct {
 	SetDerived bool
 }
 
+// Completion is one outcome for FinishMany.
+type Completion struct {
+	// ID is the row the outcome is for.
+	ID int64
+	// Outcome is what Finish would be given for the row.
+	Outcome Outcome
+}
+
 // Counts is the number of rows per kind and state.
 type Counts map[string]map[State]int
 
@@ -171,6 +179,13 @@ type Store interface {
 	// is not in_flight with owner as LeaseOwner (an expired lease that nobody
 	// re-claimed is still the owner's), ErrNotFound when no row has id.
 	Finish(ctx context.Context, id int64, owner string, out Outcome, now time.Time) error
+	// FinishMany records several outcomes of rows leased to owner in one
+	// transaction (group commit). Each item is handled exactly as Finish
+	// would handle it; per-item errors (ErrLeaseLost, ErrNotFound, an invalid
+	// outcome) are returned at the item's index and do not stop the others.
+	// The error is non-nil only when the transaction itself failed; then
+	// nothing was recorded.
+	FinishMany(ctx context.Context, owner string, items []Completion, now time.Time) ([]error, error)
 	// Rescue moves in_flight rows whose lease expired before now to
 	// retrying, claimable at once, and reports how many it moved.
 	Rescue(ctx context.Context, now time.Time) (int, error)

@@ -268,69 +268,119 @@ func (s *Store) Finish(ctx context.Context, id int64, owner string, out store.Ou
 	}
 	nowN := toNanos(now)
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		var kind, localID, hash, state, leaseOwner string
-		err := tx.StmtContext(ctx, s.st.finishRead).QueryRowContext(ctx, id).
-			Scan(&kind, &localID, &hash, &state, &leaseOwner)
-		if errors.Is(err, sql.ErrNoRows) {
-			return store.ErrNotFound
-		}
-		if err != nil {
-			return err
-		}
-		if store.State(state) != store.StateInFlight || leaseOwner != owner {
-			return store.ErrLeaseLost
-		}
-		stale := hash != out.Hash
-
-		if out.State == store.StateSynced {
-			// The delivered content exists in the EHR: record it, and wake
-			// the rows waiting on it, even if the row has newer content.
-			newState, syncedHash := store.StateSynced, hash
-			if stale {
-				newState, syncedHash = store.StatePending, out.Hash
-			}
-			if _, err := tx.StmtContext(ctx, s.st.finishSynced).ExecContext(ctx,
-				newState, syncedHash, stale, out.EHRID, out.EHRVersion,
-				out.SentHash, out.SetDerived, encodeDerived(out.Derived), nowN, id); err != nil {
-				return err
-			}
-			_, err := tx.StmtContext(ctx, s.st.wake).ExecContext(ctx, nowN, kind, localID)
-			return err
-		}
-
-		if stale {
-			// The outcome is about content the row no longer holds.
-			return s.toPending(ctx, tx, id, out, nowN)
-		}
-		switch out.State {
-		case store.StateRetrying:
-			_, err = tx.StmtContext(ctx, s.st.finishRetrying).ExecContext(ctx,
-				toNanos(out.NextAttemptAt), out.ErrorClass, out.ErrorDetail, out.EHRID, out.EHRVersion, nowN, id)
-		case store.StateDead:
-			_, err = tx.StmtContext(ctx, s.st.finishDead).ExecContext(ctx,
-				out.ErrorClass, out.ErrorDetail, out.EHRID, out.EHRVersion, nowN, id)
-		case store.StateWaiting:
-			if out.WaitKind != "" {
-				var depState string
-				err := tx.StmtContext(ctx, s.st.depState).QueryRowContext(ctx, out.WaitKind, out.WaitID).Scan(&depState)
-				switch {
-				case err == nil && store.State(depState) == store.StateSynced:
-					// The dependency was synced after the worker looked:
-					// its wake-up has already run, so do not wait for it.
-					return s.toPending(ctx, tx, id, out, nowN)
-				case err != nil && !errors.Is(err, sql.ErrNoRows):
-					return err
-				}
-			}
-			_, err = tx.StmtContext(ctx, s.st.finishWaiting).ExecContext(ctx,
-				out.WaitKind, out.WaitID, out.ErrorClass, out.ErrorDetail, out.EHRID, out.EHRVersion, nowN, id)
-		}
-		return err
+		return s.finishRow(ctx, tx, id, owner, out, nowN)
 	})
 	if err != nil {
 		return fmt.Errorf("sqlite: finish %d: %w", id, err)
 	}
 	return nil
+}
+
+// FinishMany records the outcomes of items, rows leased to owner, in one
+// write transaction (one commit, one fsync under WithSynchronousFull); see
+// store.Store. Items are applied in order, each as Finish would apply it,
+// so a later item sees what an earlier one did: a waiting outcome after
+// the synced outcome of its dependency leaves its row pending, and a second
+// item for the same row gets ErrLeaseLost. Per-item errors are the errors
+// Finish would return. The returned slice has one entry per item, nil
+// for the items recorded; it is nil when the transaction failed.
+func (s *Store) FinishMany(ctx context.Context, owner string, items []store.Completion, now time.Time) ([]error, error) {
+	errs := make([]error, len(items))
+	valid := 0
+	for i, it := range items {
+		if err := validOutcome(it.Outcome); err != nil {
+			errs[i] = fmt.Errorf("sqlite: finish %d: %w", it.ID, err)
+			continue
+		}
+		valid++
+	}
+	if valid == 0 {
+		return errs, nil
+	}
+	nowN := toNanos(now)
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		for i, it := range items {
+			if errs[i] != nil {
+				continue
+			}
+			err := s.finishRow(ctx, tx, it.ID, owner, it.Outcome, nowN)
+			switch {
+			case errors.Is(err, store.ErrLeaseLost) || errors.Is(err, store.ErrNotFound):
+				errs[i] = fmt.Errorf("sqlite: finish %d: %w", it.ID, err)
+			case err != nil:
+				return fmt.Errorf("item %d (id %d): %w", i, it.ID, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: finish many: %w", err)
+	}
+	return errs, nil
+}
+
+// finishRow records a valid outcome of row id in tx, for Finish and
+// FinishMany. It returns store.ErrNotFound or store.ErrLeaseLost, unwrapped,
+// when it changed nothing for those reasons; any other error fails tx.
+func (s *Store) finishRow(ctx context.Context, tx *sql.Tx, id int64, owner string, out store.Outcome, nowN int64) error {
+	var kind, localID, hash, state, leaseOwner string
+	err := tx.StmtContext(ctx, s.st.finishRead).QueryRowContext(ctx, id).
+		Scan(&kind, &localID, &hash, &state, &leaseOwner)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.ErrNotFound
+	}
+	if err != nil {
+		return err
+	}
+	if store.State(state) != store.StateInFlight || leaseOwner != owner {
+		return store.ErrLeaseLost
+	}
+	stale := hash != out.Hash
+
+	if out.State == store.StateSynced {
+		// The delivered content exists in the EHR: record it, and wake
+		// the rows waiting on it, even if the row has newer content.
+		newState, syncedHash := store.StateSynced, hash
+		if stale {
+			newState, syncedHash = store.StatePending, out.Hash
+		}
+		if _, err := tx.StmtContext(ctx, s.st.finishSynced).ExecContext(ctx,
+			newState, syncedHash, stale, out.EHRID, out.EHRVersion,
+			out.SentHash, out.SetDerived, encodeDerived(out.Derived), nowN, id); err != nil {
+			return err
+		}
+		_, err := tx.StmtContext(ctx, s.st.wake).ExecContext(ctx, nowN, kind, localID)
+		return err
+	}
+
+	if stale {
+		// The outcome is about content the row no longer holds.
+		return s.toPending(ctx, tx, id, out, nowN)
+	}
+	switch out.State {
+	case store.StateRetrying:
+		_, err = tx.StmtContext(ctx, s.st.finishRetrying).ExecContext(ctx,
+			toNanos(out.NextAttemptAt), out.ErrorClass, out.ErrorDetail, out.EHRID, out.EHRVersion, nowN, id)
+	case store.StateDead:
+		_, err = tx.StmtContext(ctx, s.st.finishDead).ExecContext(ctx,
+			out.ErrorClass, out.ErrorDetail, out.EHRID, out.EHRVersion, nowN, id)
+	case store.StateWaiting:
+		if out.WaitKind != "" {
+			var depState string
+			err := tx.StmtContext(ctx, s.st.depState).QueryRowContext(ctx, out.WaitKind, out.WaitID).Scan(&depState)
+			switch {
+			case err == nil && store.State(depState) == store.StateSynced:
+				// The dependency was synced after the worker looked:
+				// its wake-up has already run, so do not wait for it.
+				return s.toPending(ctx, tx, id, out, nowN)
+			case err != nil && !errors.Is(err, sql.ErrNoRows):
+				return err
+			}
+		}
+		_, err = tx.StmtContext(ctx, s.st.finishWaiting).ExecContext(ctx,
+			out.WaitKind, out.WaitID, out.ErrorClass, out.ErrorDetail, out.EHRID, out.EHRVersion, nowN, id)
+	}
+	return err
 }
 
 // toPending makes row id pending with attempts reset, lease, wait and

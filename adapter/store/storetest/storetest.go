@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sort"
 	"sync"
 	"testing"
@@ -50,6 +51,9 @@ func Exercise(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"FinishLeaseLost", testFinishLeaseLost},
 		{"FinishNotFound", testFinishNotFound},
 		{"FinishInvalidOutcome", testFinishInvalidOutcome},
+		{"FinishMany", testFinishMany},
+		{"FinishManyAsFinish", testFinishManyAsFinish},
+		{"FinishManyEmptyAndFailed", testFinishManyEmptyAndFailed},
 		{"LeaseExpiryAndRescue", testLeaseExpiryAndRescue},
 		{"FinishAfterExpiryNotReclaimed", testFinishAfterExpiryNotReclaimed},
 		{"Requeue", testRequeue},
@@ -58,7 +62,8 @@ func Exercise(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"OldestPending", testOldestPending},
 		{"ListPaging", testListPaging},
 		{"GetNotFound", testGetNotFound},
-		{"ConcurrentPipeline", testConcurrentPipeline},
+		{"ConcurrentPipeline", func(t *testing.T, f *fixture) { testConcurrentPipeline(t, f, false) }},
+		{"ConcurrentPipelineFinishMany", func(t *testing.T, f *fixture) { testConcurrentPipeline(t, f, true) }},
 		{"Ping", testPing},
 	}
 	for _, tt := range tests {
@@ -1035,6 +1040,190 @@ func testFinishInvalidOutcome(t *testing.T, f *fixture) {
 	f.finish(t, r, "w", store.Outcome{State: store.StateSynced, Hash: "h"}, t0)
 }
 
+// finishMany calls FinishMany and fails the test on a transaction error or
+// a result of the wrong length.
+func (f *fixture) finishMany(t *testing.T, owner string, items []store.Completion, now time.Time) []error {
+	t.Helper()
+	errs, err := f.s.FinishMany(f.ctx, owner, items, now)
+	if err != nil {
+		t.Fatalf("FinishMany(%s, %d items): %v", owner, len(items), err)
+	}
+	if len(errs) != len(items) {
+		t.Fatalf("FinishMany: %d errors for %d items", len(errs), len(items))
+	}
+	return errs
+}
+
+func testFinishMany(t *testing.T, f *fixture) {
+	f.upsert(t, rec("patient", "P1", "h"), rec("order", "o-before", "h"), rec("order", "o-after", "h"),
+		rec("order", "o-retry", "h"), rec("order", "o-dead", "h"), rec("order", "o-invalid", "h"),
+		rec("score", "s-other", "h"), rec("score", "s-pending", "h"))
+	mine := f.claim(t, "w", 6, t0)
+	if k := keys(mine); !equalStrings(k, []string{"patient/P1", "order/o-before", "order/o-after", "order/o-retry", "order/o-dead", "order/o-invalid"}) {
+		t.Fatalf("claim = %v", k)
+	}
+	other := f.claimOne(t, "x", t0)
+	pending := f.get(t, "score", "s-pending")
+	row := map[string]store.Record{}
+	for _, r := range mine {
+		row[r.LocalID] = r
+	}
+	waitP1 := store.Outcome{State: store.StateWaiting, Hash: "h", WaitKind: "patient", WaitID: "P1", ErrorClass: "dependency_pending"}
+	items := []store.Completion{
+		{ID: row["o-before"].ID, Outcome: waitP1}, // woken by P1 below, in the same transaction
+		{ID: row["P1"].ID, Outcome: store.Outcome{State: store.StateSynced, Hash: "h", EHRID: "Patient/1", EHRVersion: "1", SentHash: "f", SetDerived: true, Derived: []string{"k"}}},
+		{ID: row["o-after"].ID, Outcome: waitP1}, // P1 is synced by now: pending, no lost wake-up
+		{ID: row["o-retry"].ID, Outcome: store.Outcome{State: store.StateRetrying, Hash: "h", NextAttemptAt: t0.Add(time.Hour), ErrorClass: "http_503", EHRID: "MedicationRequest/3"}},
+		{ID: other.ID, Outcome: store.Outcome{State: store.StateSynced, Hash: "h"}}, // x's lease
+		{ID: row["o-invalid"].ID, Outcome: store.Outcome{State: store.StateSynced}}, // no hash
+		{ID: 424242, Outcome: store.Outcome{State: store.StateSynced, Hash: "h"}},   // no such row
+		{ID: row["o-dead"].ID, Outcome: store.Outcome{State: store.StateDead, Hash: "h", ErrorClass: "rejected_422", ErrorDetail: "d"}},
+		{ID: pending.ID, Outcome: store.Outcome{State: store.StateSynced, Hash: "h"}},                     // not in flight
+		{ID: row["P1"].ID, Outcome: store.Outcome{State: store.StateDead, Hash: "h", ErrorClass: "late"}}, // finished above
+	}
+	at := t0.Add(time.Second)
+	errs := f.finishMany(t, "w", items, at)
+	for i, want := range []error{nil, nil, nil, nil, store.ErrLeaseLost, nil, store.ErrNotFound, nil, store.ErrLeaseLost, store.ErrLeaseLost} {
+		switch {
+		case i == 5:
+			if errs[i] == nil || errors.Is(errs[i], store.ErrLeaseLost) || errors.Is(errs[i], store.ErrNotFound) {
+				t.Errorf("item %d (invalid outcome): err = %v, want an invalid-outcome error, not a sentinel", i, errs[i])
+			}
+		case want == nil && errs[i] != nil:
+			t.Errorf("item %d: err = %v, want nil", i, errs[i])
+		case want != nil && !errors.Is(errs[i], want):
+			t.Errorf("item %d: err = %v, want %v", i, errs[i], want)
+		}
+	}
+
+	p := f.wantState(t, "patient", "P1", store.StateSynced)
+	if p.EHRID != "Patient/1" || p.SentHash != "f" || !equalStrings(p.Derived, []string{"k"}) || !p.SyncedAt.Equal(at) {
+		t.Errorf("P1: EHRID %q SentHash %q Derived %q SyncedAt %v, want Patient/1 f [k] %v", p.EHRID, p.SentHash, p.Derived, p.SyncedAt, at)
+	}
+	for _, id := range []string{"o-before", "o-after"} {
+		r := f.get(t, "order", id)
+		if r.State != store.StatePending || r.WaitKind != "" || r.LeaseOwner != "" {
+			t.Errorf("%s: state %s wait %q owner %q, want pending, no wait, no lease", id, r.State, r.WaitKind, r.LeaseOwner)
+		}
+	}
+	if r := f.wantState(t, "order", "o-retry", store.StateRetrying); !r.NextAttemptAt.Equal(t0.Add(time.Hour)) || r.EHRID != "MedicationRequest/3" {
+		t.Errorf("o-retry: next %v EHRID %q", r.NextAttemptAt, r.EHRID)
+	}
+	if r := f.wantState(t, "order", "o-dead", store.StateDead); r.ErrorClass != "rejected_422" || !r.UpdatedAt.Equal(at) {
+		t.Errorf("o-dead: class %q updated %v", r.ErrorClass, r.UpdatedAt)
+	}
+	if r := f.wantState(t, "order", "o-invalid", store.StateInFlight); r.LeaseOwner != "w" {
+		t.Errorf("o-invalid: owner %q, want w (an invalid outcome changes nothing)", r.LeaseOwner)
+	}
+	if r := f.wantState(t, "score", "s-other", store.StateInFlight); r.LeaseOwner != "x" {
+		t.Errorf("s-other: owner %q, want x", r.LeaseOwner)
+	}
+	f.wantState(t, "score", "s-pending", store.StatePending)
+}
+
+// testFinishManyAsFinish gives two twin sets of rows the same outcomes, one
+// set through Finish and the other through one FinishMany, and compares the
+// rows and errors.
+func testFinishManyAsFinish(t *testing.T, f *fixture) {
+	outcomes := []store.Outcome{
+		{State: store.StateSynced, EHRID: "MedicationRequest/1", EHRVersion: "4", SentHash: "f", SetDerived: true, Derived: []string{"a", "b"}},
+		{State: store.StateSynced},
+		{State: store.StateRetrying, NextAttemptAt: t0.Add(time.Hour), ErrorClass: "http_503", ErrorDetail: "busy", EHRID: "MedicationRequest/2", EHRVersion: "1"},
+		{State: store.StateRetrying},
+		{State: store.StateDead, ErrorClass: "rejected_422", ErrorDetail: `[{"x":1}]`},
+		{State: store.StateWaiting, WaitKind: "patient", WaitID: "nobody", ErrorClass: "dependency_pending"},
+		{State: store.StateWaiting, ErrorClass: "patient_unknown"},
+		{State: store.StateSynced, EHRID: "MedicationRequest/8", SentHash: "g", SetDerived: true, Derived: []string{"c"}}, // stale
+		{State: store.StateDead, ErrorClass: "rejected_400"},                                                              // stale
+		{State: store.StateSynced, Hash: "-"},                                                                             // invalid: fixed below
+		{State: store.StateSynced},                                                                                        // lease lost
+	}
+	const stale1, stale2, invalid, lost = 7, 8, 9, 10
+	name := func(set string, i int) string { return fmt.Sprintf("%s-%02d", set, i) }
+	// The lease-lost rows are patients, claimed first by someone else.
+	f.upsert(t, rec("patient", name("a", lost), "h"), rec("patient", name("b", lost), "h"))
+	f.claim(t, "x", 2, t0)
+	for i := range outcomes[:lost] {
+		f.upsert(t, rec("order", name("a", i), "h"), rec("order", name("b", i), "h"))
+	}
+	f.claim(t, "w", 100, t0)
+	for _, i := range []int{stale1, stale2} {
+		f.upsert(t, rec("order", name("a", i), "new"), rec("order", name("b", i), "new"))
+	}
+	kind := func(i int) string {
+		if i == lost {
+			return "patient"
+		}
+		return "order"
+	}
+	prepare := func(set string, i int) (int64, store.Outcome) {
+		out := outcomes[i]
+		if out.Hash == "" {
+			out.Hash = "h"
+		} else if i == invalid {
+			out.Hash = ""
+		}
+		return f.get(t, kind(i), name(set, i)).ID, out
+	}
+
+	at := t0.Add(time.Minute)
+	var errsA []error
+	for i := range outcomes {
+		id, out := prepare("a", i)
+		errsA = append(errsA, f.s.Finish(f.ctx, id, "w", out, at))
+	}
+	var items []store.Completion
+	for i := range outcomes {
+		id, out := prepare("b", i)
+		items = append(items, store.Completion{ID: id, Outcome: out})
+	}
+	errsB := f.finishMany(t, "w", items, at)
+
+	for i := range outcomes {
+		a, b := errsA[i], errsB[i]
+		if (a == nil) != (b == nil) || errors.Is(a, store.ErrLeaseLost) != errors.Is(b, store.ErrLeaseLost) ||
+			errors.Is(a, store.ErrNotFound) != errors.Is(b, store.ErrNotFound) {
+			t.Errorf("outcome %d (%s): Finish err %v, FinishMany err %v", i, outcomes[i].State, a, b)
+		}
+		ra, rb := f.get(t, kind(i), name("a", i)), f.get(t, kind(i), name("b", i))
+		// What differs between twins by construction.
+		rb.ID, rb.LocalID, rb.Payload, rb.CreatedAt = ra.ID, ra.LocalID, ra.Payload, ra.CreatedAt
+		if !reflect.DeepEqual(ra, rb) {
+			t.Errorf("outcome %d (%s):\n Finish     %+v\n FinishMany %+v", i, outcomes[i].State, ra, rb)
+		}
+	}
+	if errsA[invalid] == nil || !errors.Is(errsA[lost], store.ErrLeaseLost) {
+		t.Errorf("twin set a: invalid err %v, lost err %v; the test does not test what it says", errsA[invalid], errsA[lost])
+	}
+}
+
+func testFinishManyEmptyAndFailed(t *testing.T, f *fixture) {
+	for _, items := range [][]store.Completion{nil, {}} {
+		errs, err := f.s.FinishMany(f.ctx, "w", items, t0)
+		if err != nil || len(errs) != 0 {
+			t.Errorf("FinishMany(%v) = %v, %v; want no errors", items, errs, err)
+		}
+	}
+	f.upsert(t, rec("patient", "P1", "h"), rec("patient", "P2", "h"))
+	rs := f.claim(t, "w", 2, t0)
+	ctx, cancel := context.WithCancel(f.ctx)
+	cancel()
+	items := []store.Completion{{ID: rs[0].ID, Outcome: store.Outcome{State: store.StateSynced, Hash: "h"}}, {ID: rs[1].ID, Outcome: store.Outcome{State: store.StateDead, Hash: "h"}}}
+	if _, err := f.s.FinishMany(ctx, "w", items, t0); err == nil {
+		t.Fatal("FinishMany with a canceled context succeeded, want an error")
+	}
+	for _, r := range rs {
+		if got := f.get(t, r.Kind, r.LocalID); got.State != store.StateInFlight || got.LeaseOwner != "w" {
+			t.Errorf("%s after a failed FinishMany: state %s owner %q, want in_flight w (nothing recorded)", r.LocalID, got.State, got.LeaseOwner)
+		}
+	}
+	for i, err := range f.finishMany(t, "w", items, t0) {
+		if err != nil {
+			t.Errorf("item %d: %v", i, err)
+		}
+	}
+}
+
 func testLeaseExpiryAndRescue(t *testing.T, f *fixture) {
 	f.upsert(t, rec("patient", "P1", "h"), rec("patient", "P2", "h"))
 	old := f.claim(t, "crashed", 1, t0)[0]                     // lease until t0+lease
@@ -1304,8 +1493,9 @@ func testGetNotFound(t *testing.T, f *fixture) {
 
 // testConcurrentPipeline runs ingest, workers (with dependencies) and the
 // rescuer at once, as the engine does, and checks that every record ends
-// synced with its last content.
-func testConcurrentPipeline(t *testing.T, f *fixture) {
+// synced with its last content. With batch, each worker reports the
+// outcomes of a claim with one FinishMany.
+func testConcurrentPipeline(t *testing.T, f *fixture, batch bool) {
 	const patients, ordersPer, workers = 20, 3, 4
 	ingestDone := make(chan struct{})
 	errs := make(chan error, workers+2)
@@ -1352,6 +1542,7 @@ func testConcurrentPipeline(t *testing.T, f *fixture) {
 					time.Sleep(time.Millisecond) // nothing to do yet; poll
 					continue
 				}
+				var done []store.Completion
 				for _, r := range recs {
 					out := store.Outcome{State: store.StateSynced, Hash: r.Hash}
 					if r.Kind == "order" {
@@ -1367,7 +1558,21 @@ func testConcurrentPipeline(t *testing.T, f *fixture) {
 							out = store.Outcome{State: store.StateWaiting, Hash: r.Hash, WaitKind: "patient", WaitID: fmt.Sprint("p", p)}
 						}
 					}
+					if batch {
+						done = append(done, store.Completion{ID: r.ID, Outcome: out})
+						continue
+					}
 					if err := f.s.Finish(f.ctx, r.ID, owner, out, t0); err != nil {
+						errs <- err
+						return
+					}
+				}
+				if len(done) > 0 {
+					itemErrs, err := f.s.FinishMany(f.ctx, owner, done, t0)
+					if err == nil {
+						err = errors.Join(itemErrs...)
+					}
+					if err != nil {
 						errs <- err
 						return
 					}
