@@ -20,9 +20,10 @@ const (
 	// moves its waiters back to pending in the same transaction; Requeue
 	// moves it by hand.
 	StateWaiting State = "waiting"
-	// StateInFlight: claimed by one worker (LeaseOwner) until LeaseExpires.
-	// The worker moves it to synced, retrying, waiting or dead; Rescue moves
-	// it back to retrying when the lease has expired (a crashed worker).
+	// StateInFlight: claimed by one worker (LeaseOwner) until LeaseExpires,
+	// which Renew extends while the delivery is in progress. The worker
+	// moves it to synced, retrying, waiting or dead; Rescue moves it back to
+	// retrying when the lease has expired (a crashed worker).
 	StateInFlight State = "in_flight"
 	// StateRetrying: a transient failure; claimable again from NextAttemptAt.
 	// The engine moves it with Claim, like pending.
@@ -186,6 +187,9 @@ type Store interface {
 	// The error is non-nil only when the transaction itself failed; then
 	// nothing was recorded.
 	FinishMany(ctx context.Context, owner string, items []Completion, now time.Time) ([]error, error)
+	// Renew extends to now+lease the leases of the rows in ids that are
+	// in_flight with owner as LeaseOwner, and reports how many it extended.
+	Renew(ctx context.Context, owner string, ids []int64, now time.Time, lease time.Duration) (int, error)
 	// Rescue moves in_flight rows whose lease expired before now to
 	// retrying, claimable at once, and reports how many it moved.
 	Rescue(ctx context.Context, now time.Time) (int, error)

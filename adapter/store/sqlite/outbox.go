@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"time"
 
@@ -388,6 +389,52 @@ func (s *Store) finishRow(ctx context.Context, tx *sql.Tx, id int64, owner strin
 func (s *Store) toPending(ctx context.Context, tx *sql.Tx, id int64, out store.Outcome, now int64) error {
 	_, err := tx.StmtContext(ctx, s.st.toPending).ExecContext(ctx, out.EHRID, out.EHRVersion, now, id)
 	return err
+}
+
+// Renew sets the lease of each row in ids that is in_flight with owner as
+// LeaseOwner to expire at now+lease, and reports how many rows it renewed;
+// see store.Store. A lease that expired but that Rescue has not yet
+// returned is still the owner's and is renewed, as Finish would accept it.
+// Ids of other rows (another owner's, no longer in flight, unknown) are
+// skipped, and so are repeated ids. A renewal does not change UpdatedAt.
+// owner must not be empty and lease must be positive, as for Claim.
+func (s *Store) Renew(ctx context.Context, owner string, ids []int64, now time.Time, lease time.Duration) (int, error) {
+	if owner == "" {
+		return 0, errors.New("sqlite: renew: empty owner")
+	}
+	if lease <= 0 {
+		return 0, fmt.Errorf("sqlite: renew: lease %v is not positive", lease)
+	}
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	// Once each, so that an id repeated in two chunks is not counted twice.
+	ids = slices.Compact(slices.Sorted(slices.Values(ids)))
+	expires := toNanos(now.Add(lease))
+	var n int64
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		for chunk := range slices.Chunk(ids, chunkSize) {
+			args := make([]any, 0, 2+len(chunk))
+			args = append(args, expires, owner)
+			for _, id := range chunk {
+				args = append(args, id)
+			}
+			res, err := tx.ExecContext(ctx, fmt.Sprintf(renewSQL, inList("?", len(chunk))), args...)
+			if err != nil {
+				return err
+			}
+			k, err := res.RowsAffected()
+			if err != nil {
+				return err
+			}
+			n += k
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: renew: %w", err)
+	}
+	return int(n), nil
 }
 
 // Rescue moves in_flight rows whose lease expired before now to retrying,

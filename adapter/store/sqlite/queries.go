@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 )
 
 // recordCols are the columns of a store.Record, in the order scanRecord
@@ -95,6 +96,11 @@ const (
 			updated_at = ?3
 		WHERE id = ?4`
 
+	// renewSQL: lease expiry, owner, then up to chunkSize ids; %s is
+	// inList("?", number of ids).
+	renewSQL = `UPDATE outbox SET lease_expires = ?
+		WHERE state = 'in_flight' AND lease_owner = ? AND id IN (%s)`
+
 	// rescueSQL: ?1 now, ?2 error class.
 	rescueSQL = `UPDATE outbox INDEXED BY outbox_leases
 		SET state = 'retrying', next_attempt_at = ?1, lease_owner = '', lease_expires = 0,
@@ -125,6 +131,19 @@ const (
 			UNION ALL SELECT * FROM (SELECT created_at FROM outbox WHERE state = 'retrying' ORDER BY id LIMIT 1)
 			UNION ALL SELECT * FROM (SELECT created_at FROM outbox WHERE state = 'waiting' ORDER BY id LIMIT 1))`
 )
+
+// chunkSize is the most ids or keys one statement of Renew or GetMany
+// binds. SQLite refuses a statement with more host parameters than its
+// limit (32766 in the builds of modernc.org/sqlite, 999 in SQLite before
+// 3.32); 200 keys of two parameters stay far below either, and a statement
+// of that size still amortizes the round trip.
+const chunkSize = 200
+
+// inList returns n comma-separated copies of group ("?" or "(?, ?)"), for
+// an IN list of n items.
+func inList(group string, n int) string {
+	return strings.Repeat(group+", ", n-1) + group
+}
 
 // statements are the prepared statements of a Store. Write statements are
 // prepared on the one write connection and used in transactions through

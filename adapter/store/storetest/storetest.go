@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"sync"
 	"testing"
@@ -55,6 +56,9 @@ func Exercise(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"FinishManyAsFinish", testFinishManyAsFinish},
 		{"FinishManyEmptyAndFailed", testFinishManyEmptyAndFailed},
 		{"LeaseExpiryAndRescue", testLeaseExpiryAndRescue},
+		{"Renew", testRenew},
+		{"RenewMany", testRenewMany},
+		{"RenewArguments", testRenewArguments},
 		{"FinishAfterExpiryNotReclaimed", testFinishAfterExpiryNotReclaimed},
 		{"Requeue", testRequeue},
 		{"RequeueAll", testRequeueAll},
@@ -1263,6 +1267,105 @@ func testLeaseExpiryAndRescue(t *testing.T, f *fixture) {
 	}
 	f.finish(t, again, "new", store.Outcome{State: store.StateSynced, Hash: "h"}, at)
 	f.finish(t, later, "alive", store.Outcome{State: store.StateSynced, Hash: "h"}, at)
+}
+
+// wantLease fails the test unless the row of (kind, id) is in flight,
+// leased to owner until expires, with attempts attempts.
+func (f *fixture) wantLease(t *testing.T, kind, id, owner string, expires time.Time, attempts int) {
+	t.Helper()
+	r := f.get(t, kind, id)
+	if r.State != store.StateInFlight || r.LeaseOwner != owner || !r.LeaseExpires.Equal(expires) || r.Attempts != attempts {
+		t.Errorf("%s/%s: state %s owner %q expires %v attempts %d, want in_flight %s %v %d",
+			kind, id, r.State, r.LeaseOwner, r.LeaseExpires, r.Attempts, owner, expires, attempts)
+	}
+}
+
+func testRenew(t *testing.T, f *fixture) {
+	f.upsert(t, rec("patient", "a", "h"), rec("patient", "b", "h"), rec("patient", "c", "h"),
+		rec("patient", "d", "h"), rec("patient", "e", "h"), rec("patient", "f", "h"))
+	mine := f.claim(t, "w1", 3, t0) // a, b, c
+	theirs := f.claimOne(t, "w2", t0)
+	f.finish(t, mine[2], "w1", store.Outcome{State: store.StateSynced, Hash: "h"}, t0)
+	f.claimOne(t, "w1", t0) // e: w1's, but not in the list
+	pending := f.get(t, "patient", "f")
+
+	at, long := t0.Add(30*time.Second), 2*time.Minute
+	ids := []int64{mine[0].ID, mine[1].ID, mine[2].ID, theirs.ID, pending.ID, 424242, mine[0].ID}
+	n, err := f.s.Renew(f.ctx, "w1", ids, at, long)
+	if err != nil || n != 2 {
+		t.Fatalf("Renew = %d, %v; want 2 (a and b), nil", n, err)
+	}
+	f.wantLease(t, "patient", "a", "w1", at.Add(long), 1)
+	f.wantLease(t, "patient", "b", "w1", at.Add(long), 1)
+	f.wantLease(t, "patient", "d", "w2", t0.Add(lease), 1)
+	f.wantLease(t, "patient", "e", "w1", t0.Add(lease), 1)
+	f.wantState(t, "patient", "c", store.StateSynced)
+	f.wantState(t, "patient", "f", store.StatePending)
+
+	// The renewed leases outlive the old expiry; the others do not.
+	if n, err := f.s.Rescue(f.ctx, t0.Add(lease+time.Second)); err != nil || n != 2 {
+		t.Fatalf("Rescue after the first leases = %d, %v; want 2 (d and e), nil", n, err)
+	}
+	f.wantLease(t, "patient", "a", "w1", at.Add(long), 1)
+
+	// An expired lease nobody rescued is still the owner's: Renew extends it.
+	later := at.Add(long + time.Minute)
+	if n, err := f.s.Renew(f.ctx, "w1", []int64{mine[0].ID}, later, lease); err != nil || n != 1 {
+		t.Fatalf("Renew of an expired, unrescued lease = %d, %v; want 1, nil", n, err)
+	}
+	f.wantLease(t, "patient", "a", "w1", later.Add(lease), 1)
+	if n, err := f.s.Rescue(f.ctx, later); err != nil || n != 1 {
+		t.Fatalf("Rescue = %d, %v; want 1 (b), nil", n, err)
+	}
+	// Once rescued, it is nobody's.
+	if n, err := f.s.Renew(f.ctx, "w1", []int64{mine[1].ID}, later, lease); err != nil || n != 0 {
+		t.Errorf("Renew of a rescued row = %d, %v; want 0, nil", n, err)
+	}
+	f.wantState(t, "patient", "b", store.StateRetrying)
+	f.finish(t, mine[0], "w1", store.Outcome{State: store.StateSynced, Hash: "h"}, later)
+}
+
+// testRenewMany renews more leases than a driver may bind in one statement.
+func testRenewMany(t *testing.T, f *fixture) {
+	const rows = 450
+	var recs []store.NewRecord
+	for i := range rows {
+		recs = append(recs, rec("score", fmt.Sprintf("s%03d", i), "h"))
+	}
+	f.upsert(t, recs...)
+	claimed := f.claim(t, "w", rows, t0)
+	if len(claimed) != rows {
+		t.Fatalf("claimed %d rows, want %d", len(claimed), rows)
+	}
+	ids := append(ids(claimed), ids(claimed[:rows/2])...) // some twice
+	slices.Reverse(ids)
+	at := t0.Add(time.Minute)
+	n, err := f.s.Renew(f.ctx, "w", ids, at, lease)
+	if err != nil || n != rows {
+		t.Fatalf("Renew of %d ids (%d rows) = %d, %v; want %d, nil", len(ids), rows, n, err, rows)
+	}
+	for _, r := range f.list(t, store.StateInFlight) {
+		if !r.LeaseExpires.Equal(at.Add(lease)) {
+			t.Fatalf("%s: lease expires %v, want %v", r.LocalID, r.LeaseExpires, at.Add(lease))
+		}
+	}
+}
+
+func testRenewArguments(t *testing.T, f *fixture) {
+	f.upsert(t, rec("patient", "a", "h"))
+	r := f.claimOne(t, "w", t0)
+	for _, ids := range [][]int64{nil, {}} {
+		if n, err := f.s.Renew(f.ctx, "w", ids, t0, lease); err != nil || n != 0 {
+			t.Errorf("Renew(%v) = %d, %v; want 0, nil", ids, n, err)
+		}
+	}
+	if _, err := f.s.Renew(f.ctx, "", []int64{r.ID}, t0, lease); err == nil {
+		t.Error("Renew with an empty owner succeeded, want an error")
+	}
+	if _, err := f.s.Renew(f.ctx, "w", []int64{r.ID}, t0, 0); err == nil {
+		t.Error("Renew with a zero lease succeeded, want an error")
+	}
+	f.wantLease(t, "patient", "a", "w", t0.Add(lease), 1)
 }
 
 func testFinishAfterExpiryNotReclaimed(t *testing.T, f *fixture) {
