@@ -50,6 +50,9 @@ var (
 	ErrLeaseLost = errors.New("store: lease lost")
 )
 
+// Key names a row by kind and local id.
+type Key struct{ Kind, LocalID string }
+
 // NewRecord is a record offered to the outbox by ingest.
 type NewRecord struct {
 	// Kind is the record kind ("patient", "order", "administration", "score").
@@ -195,6 +198,9 @@ type Store interface {
 	Rescue(ctx context.Context, now time.Time) (int, error)
 	// Get returns the row of kind and local id, or ErrNotFound.
 	Get(ctx context.Context, kind, localID string) (Record, error)
+	// GetMany returns the rows of the keys that exist (absent keys are
+	// simply missing from the map), in as few queries as practical.
+	GetMany(ctx context.Context, keys []Key) (map[Key]Record, error)
 	// GetByID returns the row with id, or ErrNotFound.
 	GetByID(ctx context.Context, id int64) (Record, error)
 	// List returns up to limit rows in state with id > afterID, by id.

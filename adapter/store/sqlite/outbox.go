@@ -470,6 +470,65 @@ func (s *Store) Get(ctx context.Context, kind, localID string) (store.Record, er
 	return r, nil
 }
 
+// GetMany returns the rows of the keys that exist; see store.Store. It
+// reads up to 200 keys per query (repeated keys once) and, when it needs
+// more than one query, runs them in one read transaction, so the rows are
+// one snapshot of the outbox. No keys give an empty map.
+func (s *Store) GetMany(ctx context.Context, keys []store.Key) (map[store.Key]store.Record, error) {
+	seen := make(map[store.Key]bool, len(keys))
+	uniq := make([]store.Key, 0, len(keys))
+	for _, k := range keys {
+		if !seen[k] {
+			seen[k] = true
+			uniq = append(uniq, k)
+		}
+	}
+	out := make(map[store.Key]store.Record, len(uniq))
+	if len(uniq) == 0 {
+		return out, nil
+	}
+	read := func(q interface {
+		QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+	}) error {
+		for chunk := range slices.Chunk(uniq, chunkSize) {
+			args := make([]any, 0, 2*len(chunk))
+			for _, k := range chunk {
+				args = append(args, k.Kind, k.LocalID)
+			}
+			rows, err := q.QueryContext(ctx, fmt.Sprintf(getManySQL, inList("(?, ?)", len(chunk))), args...)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				r, err := scanRecord(rows)
+				if err != nil {
+					rows.Close()
+					return err
+				}
+				out[store.Key{Kind: r.Kind, LocalID: r.LocalID}] = r
+			}
+			if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var err error
+	if len(uniq) <= chunkSize {
+		err = read(s.read)
+	} else {
+		var tx *sql.Tx
+		if tx, err = s.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true}); err == nil {
+			err = read(tx)
+			tx.Rollback() //nolint:errcheck // read only: nothing to commit
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: get many (%d keys): %w", len(uniq), err)
+	}
+	return out, nil
+}
+
 // GetByID returns the row with id, or an error wrapping store.ErrNotFound.
 func (s *Store) GetByID(ctx context.Context, id int64) (store.Record, error) {
 	r, err := scanRecord(s.st.getByID.QueryRowContext(ctx, id))

@@ -118,6 +118,9 @@ const (
 
 	// getSQL: kind, local id.
 	getSQL = `SELECT ` + recordCols + ` FROM outbox WHERE kind = ? AND local_id = ?`
+	// getManySQL: up to chunkSize (kind, local id) pairs; %s is
+	// inList("(?, ?)", number of keys).
+	getManySQL = `SELECT ` + recordCols + ` FROM outbox WHERE (kind, local_id) IN (VALUES %s)`
 	// getByIDSQL: id.
 	getByIDSQL = `SELECT ` + recordCols + ` FROM outbox WHERE id = ?`
 	// listSQL: state, after id, limit.

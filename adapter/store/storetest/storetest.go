@@ -66,6 +66,7 @@ func Exercise(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"OldestPending", testOldestPending},
 		{"ListPaging", testListPaging},
 		{"GetNotFound", testGetNotFound},
+		{"GetMany", testGetMany},
 		{"ConcurrentPipeline", func(t *testing.T, f *fixture) { testConcurrentPipeline(t, f, false) }},
 		{"ConcurrentPipelineFinishMany", func(t *testing.T, f *fixture) { testConcurrentPipeline(t, f, true) }},
 		{"Ping", testPing},
@@ -1591,6 +1592,68 @@ func testGetNotFound(t *testing.T, f *fixture) {
 	}
 	if _, err := f.s.GetByID(f.ctx, 999999); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("GetByID(unknown): err = %v, want ErrNotFound", err)
+	}
+}
+
+func testGetMany(t *testing.T, f *fixture) {
+	for _, keys := range [][]store.Key{nil, {}, {{Kind: "patient", LocalID: "absent"}}} {
+		got, err := f.s.GetMany(f.ctx, keys)
+		if err != nil || got == nil || len(got) != 0 {
+			t.Errorf("GetMany(%v) of an empty store = %v, %v; want an empty map, nil", keys, got, err)
+		}
+	}
+	// More rows than a driver may bind in one statement.
+	const scores = 450
+	recs := []store.NewRecord{rec("patient", "P1", "h"), rec("patient", "P2", "h"), rec("order", "P1", "h")}
+	for i := range scores {
+		recs = append(recs, rec("score", fmt.Sprintf("s%03d", i), "h"))
+	}
+	f.upsert(t, recs...)
+	out := synced("Patient/1", "1")
+	out.SentHash, out.SetDerived, out.Derived = "f", true, []string{"x", "y"}
+	f.deliver(t, "patient", "P1", out, t0)
+
+	present := []store.Key{{Kind: "patient", LocalID: "P1"}, {Kind: "order", LocalID: "P1"}}
+	for i := range scores {
+		present = append(present, store.Key{Kind: "score", LocalID: fmt.Sprintf("s%03d", i)})
+	}
+	absent := []store.Key{{Kind: "patient", LocalID: "absent"}, {Kind: "order", LocalID: "P2"}, {},
+		{Kind: "score", LocalID: "s999"}, {Kind: "P1", LocalID: "patient"}}
+	var keys []store.Key
+	keys = append(keys, absent[:2]...)
+	keys = append(keys, present...)
+	keys = append(keys, present[:3]...) // repeated
+	keys = append(keys, absent[2:]...)
+	slices.Reverse(keys[len(keys)/2:])
+
+	got, err := f.s.GetMany(f.ctx, keys)
+	if err != nil {
+		t.Fatalf("GetMany(%d keys): %v", len(keys), err)
+	}
+	if len(got) != len(present) {
+		t.Errorf("GetMany returned %d rows, want %d", len(got), len(present))
+	}
+	for _, k := range present {
+		want := f.get(t, k.Kind, k.LocalID)
+		if r, ok := got[k]; !ok {
+			t.Errorf("GetMany: %s/%s missing", k.Kind, k.LocalID)
+		} else if !reflect.DeepEqual(r, want) {
+			t.Errorf("GetMany[%s/%s] =\n %+v\nGet =\n %+v", k.Kind, k.LocalID, r, want)
+		}
+	}
+	for _, k := range absent {
+		if r, ok := got[k]; ok {
+			t.Errorf("GetMany: absent key %q/%q has row %d", k.Kind, k.LocalID, r.ID)
+		}
+	}
+	if p := got[store.Key{Kind: "patient", LocalID: "P1"}]; p.State != store.StateSynced || p.SentHash != "f" || !equalStrings(p.Derived, []string{"x", "y"}) {
+		t.Errorf("GetMany[patient/P1]: state %s SentHash %q Derived %q, want synced f [x y]", p.State, p.SentHash, p.Derived)
+	}
+
+	// One key, as the engine asks for a single dependency.
+	one, err := f.s.GetMany(f.ctx, []store.Key{{Kind: "patient", LocalID: "P2"}})
+	if r, ok := one[store.Key{Kind: "patient", LocalID: "P2"}]; err != nil || len(one) != 1 || !ok || r.LocalID != "P2" || r.Kind != "patient" {
+		t.Errorf("GetMany(patient/P2) = %v, %v; want that one row", one, err)
 	}
 }
 
