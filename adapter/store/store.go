@@ -11,8 +11,8 @@ import (
 type State string
 
 const (
-	// StatePending: ingested (or re-queued) and ready to deliver. The engine
-	// moves it to in_flight with Claim.
+	// StatePending: ingested (or re-queued, or resynced) and ready to
+	// deliver. The engine moves it to in_flight with Claim.
 	StatePending State = "pending"
 	// StateWaiting: held until a record it depends on is synced (WaitKind and
 	// WaitID name it), or held by policy (an unknown patient with
@@ -29,7 +29,9 @@ const (
 	// The engine moves it with Claim, like pending.
 	StateRetrying State = "retrying"
 	// StateSynced: the EHR holds the current content (EHRID, EHRVersion).
-	// Upsert moves it back to pending when the record's content changes.
+	// Upsert moves it back to pending when the record's content changes;
+	// Resync moves it back to pending by hand (to map it again after a
+	// mapping change), keeping what the EHR holds.
 	StateSynced State = "synced"
 	// StateDead: the EHR rejected the content permanently (ErrorClass,
 	// ErrorDetail). Requeue moves it to pending; Upsert of changed content too.
@@ -210,6 +212,11 @@ type Store interface {
 	Requeue(ctx context.Context, id int64, now time.Time) error
 	// RequeueAll moves every dead row to pending and reports how many.
 	RequeueAll(ctx context.Context, now time.Time) (int, error)
+	// Resync moves synced rows back to pending (attempts reset) so they are
+	// mapped and compared again, keeping EHRID, EHRVersion, SentHash and
+	// Derived. kind "" means every kind; a non-zero since keeps only rows
+	// whose SyncedAt is at or after since. It reports how many it moved.
+	Resync(ctx context.Context, kind string, since time.Time, now time.Time) (int, error)
 	// Counts returns the number of rows per kind and state.
 	Counts(ctx context.Context) (Counts, error)
 	// OldestPending returns the creation time of the oldest row that is

@@ -605,6 +605,27 @@ func (s *Store) RequeueAll(ctx context.Context, now time.Time) (int, error) {
 	return int(n), nil
 }
 
+// Resync moves synced rows of kind ("" for every kind) whose SyncedAt is at
+// or after since (zero for any time) to pending with attempts reset, in one
+// transaction, and reports how many it moved; see store.Store. It keeps
+// the content (Hash, Payload) and what the EHR holds (EHRID, EHRVersion,
+// SyncedHash, SyncedAt, SentHash, Derived).
+func (s *Store) Resync(ctx context.Context, kind string, since time.Time, now time.Time) (int, error) {
+	var n int64
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.StmtContext(ctx, s.st.resync).ExecContext(ctx, toNanos(now), kind, toNanos(since))
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: resync: %w", err)
+	}
+	return int(n), nil
+}
+
 // Counts returns the number of rows per kind and state. Kinds and states
 // without rows are absent; an empty outbox gives an empty, non-nil map.
 func (s *Store) Counts(ctx context.Context) (store.Counts, error) {

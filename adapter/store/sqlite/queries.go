@@ -116,6 +116,14 @@ const (
 			wait_kind = '', wait_id = '', error_class = '', error_detail = '', updated_at = ?
 		WHERE state = 'dead'`
 
+	// resyncSQL: ?1 now, ?2 kind ('' for every kind), ?3 since (0 for any
+	// time). The EHR id and version, synced, sent hash, derived and payload
+	// columns are kept.
+	resyncSQL = `UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = 0,
+			lease_owner = '', lease_expires = 0, wait_kind = '', wait_id = '',
+			error_class = '', error_detail = '', updated_at = ?1
+		WHERE state = 'synced' AND (?2 = '' OR kind = ?2) AND (?3 = 0 OR synced_at >= ?3)`
+
 	// getSQL: kind, local id.
 	getSQL = `SELECT ` + recordCols + ` FROM outbox WHERE kind = ? AND local_id = ?`
 	// getManySQL: up to chunkSize (kind, local id) pairs; %s is
@@ -159,7 +167,7 @@ type statements struct {
 	claim                                               *sql.Stmt
 	finishRead, finishSynced, wake                      *sql.Stmt
 	finishRetrying, finishDead, depState, finishWaiting *sql.Stmt
-	toPending, rescue, requeue, requeueAll              *sql.Stmt
+	toPending, rescue, requeue, requeueAll, resync      *sql.Stmt
 
 	get, getByID, list, counts, oldest *sql.Stmt
 
@@ -190,6 +198,7 @@ func prepareStatements(ctx context.Context, write, read *sql.DB) (*statements, e
 		{write, &st.rescue, "rescue", rescueSQL},
 		{write, &st.requeue, "requeue", requeueSQL},
 		{write, &st.requeueAll, "requeue all", requeueAllSQL},
+		{write, &st.resync, "resync", resyncSQL},
 		{read, &st.get, "get", getSQL},
 		{read, &st.getByID, "get by id", getByIDSQL},
 		{read, &st.list, "list", listSQL},

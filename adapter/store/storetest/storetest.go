@@ -62,6 +62,7 @@ func Exercise(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"FinishAfterExpiryNotReclaimed", testFinishAfterExpiryNotReclaimed},
 		{"Requeue", testRequeue},
 		{"RequeueAll", testRequeueAll},
+		{"Resync", testResync},
 		{"Counts", testCounts},
 		{"OldestPending", testOldestPending},
 		{"ListPaging", testListPaging},
@@ -1435,6 +1436,85 @@ func testRequeueAll(t *testing.T, f *fixture) {
 	f.wantState(t, "score", "r1", store.StateRetrying)
 	if n, err := f.s.RequeueAll(f.ctx, t0); err != nil || n != 0 {
 		t.Errorf("second RequeueAll = %d, %v; want 0, nil", n, err)
+	}
+}
+
+func testResync(t *testing.T, f *fixture) {
+	f.upsert(t, rec("patient", "A", "h"), rec("patient", "B", "h"), rec("order", "C", "h"),
+		rec("patient", "dead", "h"), rec("patient", "inflight", "h"), rec("patient", "retrying", "h"), rec("patient", "waiting", "h"))
+	syncedAt := map[string]time.Time{"A": t0, "B": t0.Add(time.Hour), "C": t0.Add(2 * time.Hour)}
+	for _, r := range f.claim(t, "w", 10, t0) {
+		var out store.Outcome
+		switch r.LocalID {
+		case "A", "B", "C":
+			out = synced("X/"+r.LocalID, "3")
+			out.SentHash, out.SetDerived, out.Derived = "f-"+r.LocalID, true, []string{"d-" + r.LocalID}
+		case "dead":
+			out = store.Outcome{State: store.StateDead, ErrorClass: "rejected_422"}
+		case "retrying":
+			out = store.Outcome{State: store.StateRetrying, NextAttemptAt: t0.Add(48 * time.Hour), ErrorClass: "http_503"}
+		case "waiting":
+			out = store.Outcome{State: store.StateWaiting, WaitKind: "patient", WaitID: "nobody"}
+		case "inflight":
+			continue
+		}
+		out.Hash = r.Hash
+		f.finish(t, r, "w", out, syncedAt[r.LocalID])
+	}
+	before := map[string]store.Record{}
+	for _, id := range []string{"A", "B"} {
+		before[id] = f.get(t, "patient", id)
+	}
+	before["C"] = f.get(t, "order", "C")
+	f.upsert(t, rec("score", "pending", "h"))
+
+	now := t0.Add(24 * time.Hour)
+	resync := func(kind string, since time.Time, want int) {
+		t.Helper()
+		if n, err := f.s.Resync(f.ctx, kind, since, now); err != nil || n != want {
+			t.Fatalf("Resync(%q, %v) = %d, %v; want %d, nil", kind, since, n, err, want)
+		}
+	}
+	check := func(kind, id string) {
+		t.Helper()
+		r, b := f.get(t, kind, id), before[id]
+		wantPendingClean(t, r)
+		if r.Hash != b.Hash || !bytes.Equal(r.Payload, b.Payload) || r.EHRID != b.EHRID || r.EHRVersion != b.EHRVersion ||
+			r.SyncedHash != b.SyncedHash || !r.SyncedAt.Equal(b.SyncedAt) {
+			t.Errorf("%s after Resync: hash %q EHR %q/%q SyncedHash %q SyncedAt %v, want them kept (%q %q/%q %q %v)",
+				id, r.Hash, r.EHRID, r.EHRVersion, r.SyncedHash, r.SyncedAt, b.Hash, b.EHRID, b.EHRVersion, b.SyncedHash, b.SyncedAt)
+		}
+		wantSent(t, id+" after Resync", r, "f-"+id, "d-"+id)
+		if !r.UpdatedAt.Equal(now) {
+			t.Errorf("%s after Resync: UpdatedAt %v, want %v", id, r.UpdatedAt, now)
+		}
+	}
+
+	resync("order", time.Time{}, 1)
+	check("order", "C")
+	f.wantState(t, "patient", "A", store.StateSynced)
+	resync("nosuchkind", time.Time{}, 0)
+	resync("", t0.Add(time.Hour), 1) // B, synced exactly at since; not A, before
+	check("patient", "B")
+	f.wantState(t, "patient", "A", store.StateSynced)
+	resync("", time.Time{}, 1)
+	check("patient", "A")
+	resync("", time.Time{}, 0)
+
+	// Only synced rows move.
+	f.wantState(t, "patient", "dead", store.StateDead)
+	f.wantState(t, "patient", "inflight", store.StateInFlight)
+	f.wantState(t, "patient", "retrying", store.StateRetrying)
+	f.wantState(t, "patient", "waiting", store.StateWaiting)
+	f.wantState(t, "score", "pending", store.StatePending)
+
+	// Claimable again, with what the EHR holds.
+	got := f.claim(t, "w2", 10, now)
+	if k := keys(got); !equalStrings(k, []string{"patient/A", "patient/B", "order/C", "score/pending"}) {
+		t.Fatalf("claim after Resync = %v, want [patient/A patient/B order/C score/pending]", k)
+	}
+	if got[0].Attempts != 1 || got[0].EHRID != "X/A" || got[0].SentHash != "f-A" {
+		t.Errorf("claimed A: attempts %d EHRID %q SentHash %q, want 1 X/A f-A", got[0].Attempts, got[0].EHRID, got[0].SentHash)
 	}
 }
 
