@@ -222,6 +222,10 @@ type Store interface {
 	// OldestPending returns the creation time of the oldest row that is
 	// pending, retrying or waiting, or ok false when there is none.
 	OldestPending(ctx context.Context) (t time.Time, ok bool, err error)
+	// Meta returns the value stored under key, or ErrNotFound.
+	Meta(ctx context.Context, key string) (string, error)
+	// SetMeta stores value under key (insert or replace).
+	SetMeta(ctx context.Context, key, value string) error
 	// Ping checks that the store is reachable.
 	Ping(ctx context.Context) error
 	// Close releases the store.

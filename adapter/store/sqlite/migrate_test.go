@@ -162,6 +162,11 @@ func TestMigrateFromV1(t *testing.T) {
 		got.SentHash != "f1" || fmt.Sprint(got.Derived) != "[Observation|s|v]" {
 		t.Errorf("after Finish: %+v, %v; want synced with SentHash f1 and one derived key", got, err)
 	}
+	if err := s.SetMeta(ctx, "k", "v"); err != nil {
+		t.Errorf("SetMeta after migration: %v", err)
+	} else if v, err := s.Meta(ctx, "k"); err != nil || v != "v" {
+		t.Errorf("Meta after migration = %q, %v; want v, nil", v, err)
+	}
 	var sent, derived string
 	if err := s.read.QueryRowContext(ctx, `SELECT sent_hash, derived FROM outbox WHERE id = ?`, want["synced"].ID).
 		Scan(&sent, &derived); err != nil || sent != "" || derived != "" {

@@ -669,3 +669,30 @@ func (s *Store) OldestPending(ctx context.Context) (time.Time, bool, error) {
 	}
 	return fromNanos(oldest.Int64), true, nil
 }
+
+// Meta returns the value stored under key, or an error wrapping
+// store.ErrNotFound. Errors do not name the key.
+func (s *Store) Meta(ctx context.Context, key string) (string, error) {
+	var v string
+	err := s.st.meta.QueryRowContext(ctx, key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("sqlite: meta: %w", store.ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("sqlite: meta: %w", err)
+	}
+	return v, nil
+}
+
+// SetMeta stores value under key, replacing any value there, in its own
+// transaction. Any string is a key, "" included; errors do not name it.
+func (s *Store) SetMeta(ctx context.Context, key, value string) error {
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.StmtContext(ctx, s.st.setMeta).ExecContext(ctx, key, value)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: set meta: %w", err)
+	}
+	return nil
+}

@@ -124,6 +124,12 @@ const (
 			error_class = '', error_detail = '', updated_at = ?1
 		WHERE state = 'synced' AND (?2 = '' OR kind = ?2) AND (?3 = 0 OR synced_at >= ?3)`
 
+	// metaSQL: key.
+	metaSQL = `SELECT value FROM meta WHERE key = ?`
+	// setMetaSQL: key, value.
+	setMetaSQL = `INSERT INTO meta (key, value) VALUES (?1, ?2)
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value`
+
 	// getSQL: kind, local id.
 	getSQL = `SELECT ` + recordCols + ` FROM outbox WHERE kind = ? AND local_id = ?`
 	// getManySQL: up to chunkSize (kind, local id) pairs; %s is
@@ -169,7 +175,9 @@ type statements struct {
 	finishRetrying, finishDead, depState, finishWaiting *sql.Stmt
 	toPending, rescue, requeue, requeueAll, resync      *sql.Stmt
 
-	get, getByID, list, counts, oldest *sql.Stmt
+	setMeta *sql.Stmt
+
+	get, getByID, list, counts, oldest, meta *sql.Stmt
 
 	all []*sql.Stmt
 }
@@ -199,11 +207,13 @@ func prepareStatements(ctx context.Context, write, read *sql.DB) (*statements, e
 		{write, &st.requeue, "requeue", requeueSQL},
 		{write, &st.requeueAll, "requeue all", requeueAllSQL},
 		{write, &st.resync, "resync", resyncSQL},
+		{write, &st.setMeta, "set meta", setMetaSQL},
 		{read, &st.get, "get", getSQL},
 		{read, &st.getByID, "get by id", getByIDSQL},
 		{read, &st.list, "list", listSQL},
 		{read, &st.counts, "counts", countsSQL},
 		{read, &st.oldest, "oldest pending", oldestSQL},
+		{read, &st.meta, "meta", metaSQL},
 	} {
 		s, err := p.db.PrepareContext(ctx, p.sql)
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -68,6 +69,7 @@ func Exercise(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ListPaging", testListPaging},
 		{"GetNotFound", testGetNotFound},
 		{"GetMany", testGetMany},
+		{"Meta", testMeta},
 		{"ConcurrentPipeline", func(t *testing.T, f *fixture) { testConcurrentPipeline(t, f, false) }},
 		{"ConcurrentPipelineFinishMany", func(t *testing.T, f *fixture) { testConcurrentPipeline(t, f, true) }},
 		{"Ping", testPing},
@@ -1877,6 +1879,43 @@ func testConcurrentPipeline(t *testing.T, f *fixture, batch bool) {
 				t.Errorf("%s/%s: state %s hash %s synced %s, want synced %s", key[0], key[1], r.State, r.Hash, r.SyncedHash, want)
 			}
 		}
+	}
+}
+
+func testMeta(t *testing.T, f *fixture) {
+	if v, err := f.s.Meta(f.ctx, "mapping.fingerprint"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Meta of an unset key = %q, %v; want ErrNotFound", v, err)
+	}
+	set := func(k, v string) {
+		t.Helper()
+		if err := f.s.SetMeta(f.ctx, k, v); err != nil {
+			t.Fatalf("SetMeta(%q): %v", k, err)
+		}
+	}
+	want := func(k, v string) {
+		t.Helper()
+		if got, err := f.s.Meta(f.ctx, k); err != nil || got != v {
+			t.Errorf("Meta(%q) = %q, %v; want %q, nil", k, got, err, v)
+		}
+	}
+	big := strings.Repeat("é0123456789", 10000)
+	set("mapping.fingerprint", "sha256:aaa")
+	set("Mapping.Fingerprint", "other case")
+	set("empty", "")
+	set("big", big)
+	want("mapping.fingerprint", "sha256:aaa")
+	want("Mapping.Fingerprint", "other case")
+	want("empty", "") // stored, not missing
+	want("big", big)
+	set("mapping.fingerprint", "sha256:bbb") // replace
+	want("mapping.fingerprint", "sha256:bbb")
+	want("Mapping.Fingerprint", "other case")
+	if _, err := f.s.Meta(f.ctx, "mapping"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Meta of a key prefix: err = %v, want ErrNotFound", err)
+	}
+	// Meta is not part of the outbox.
+	if c, err := f.s.Counts(f.ctx); err != nil || total(c) != 0 {
+		t.Errorf("Counts after SetMeta = %v, %v; want none", c, err)
 	}
 }
 
