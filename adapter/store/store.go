@@ -11,8 +11,8 @@ import (
 type State string
 
 const (
-	// StatePending: ingested (or re-queued) and ready to deliver. The engine
-	// moves it to in_flight with Claim.
+	// StatePending: ingested (or re-queued, or resynced) and ready to
+	// deliver. The engine moves it to in_flight with Claim.
 	StatePending State = "pending"
 	// StateWaiting: held until a record it depends on is synced (WaitKind and
 	// WaitID name it), or held by policy (an unknown patient with
@@ -20,15 +20,18 @@ const (
 	// moves its waiters back to pending in the same transaction; Requeue
 	// moves it by hand.
 	StateWaiting State = "waiting"
-	// StateInFlight: claimed by one worker (LeaseOwner) until LeaseExpires.
-	// The worker moves it to synced, retrying, waiting or dead; Rescue moves
-	// it back to retrying when the lease has expired (a crashed worker).
+	// StateInFlight: claimed by one worker (LeaseOwner) until LeaseExpires,
+	// which Renew extends while the delivery is in progress. The worker
+	// moves it to synced, retrying, waiting or dead; Rescue moves it back to
+	// retrying when the lease has expired (a crashed worker).
 	StateInFlight State = "in_flight"
 	// StateRetrying: a transient failure; claimable again from NextAttemptAt.
 	// The engine moves it with Claim, like pending.
 	StateRetrying State = "retrying"
 	// StateSynced: the EHR holds the current content (EHRID, EHRVersion).
-	// Upsert moves it back to pending when the record's content changes.
+	// Upsert moves it back to pending when the record's content changes;
+	// Resync moves it back to pending by hand (to map it again after a
+	// mapping change), keeping what the EHR holds.
 	StateSynced State = "synced"
 	// StateDead: the EHR rejected the content permanently (ErrorClass,
 	// ErrorDetail). Requeue moves it to pending; Upsert of changed content too.
@@ -48,6 +51,9 @@ var (
 	// caller's outcome is discarded, nothing changed.
 	ErrLeaseLost = errors.New("store: lease lost")
 )
+
+// Key names a row by kind and local id.
+type Key struct{ Kind, LocalID string }
 
 // NewRecord is a record offered to the outbox by ingest.
 type NewRecord struct {
@@ -102,9 +108,18 @@ type Record struct {
 	EHRVersion string
 	// SyncedHash is the hash of the content last synced ("" if never).
 	SyncedHash string
-	CreatedAt  time.Time
-	UpdatedAt  time.Time
-	SyncedAt   time.Time // zero if never synced
+	// SentHash is the hash of the FHIR content last delivered for this row,
+	// as a synced Outcome reported it ("" if none): the engine compares it
+	// with the hash of freshly mapped FHIR so that unchanged output is not
+	// sent again.
+	SentHash string
+	// Derived lists opaque keys (the engine uses "Type|system|value") of the
+	// derived resources the EHR holds as current data for this row, in the
+	// order a synced Outcome last set them; nil if none.
+	Derived   []string
+	CreatedAt time.Time
+	UpdatedAt time.Time
+	SyncedAt  time.Time // zero if never synced
 }
 
 // Outcome is what a worker reports for a row it holds.
@@ -114,8 +129,9 @@ type Outcome struct {
 	// Hash is the hash of the content that was delivered (the claimed
 	// Record.Hash); required. An outcome for a hash that is no longer the
 	// row's (the content changed while in flight) leaves the row pending
-	// with attempts reset; a synced one still records EHRID, EHRVersion and
-	// SyncedHash and wakes the row's waiters, since the resource now exists.
+	// with attempts reset; a synced one still records EHRID, EHRVersion,
+	// SyncedHash, SentHash and Derived and wakes the row's waiters, since
+	// the resource now exists.
 	Hash string
 	// NextAttemptAt is when a retrying row may be claimed again.
 	NextAttemptAt time.Time
@@ -123,8 +139,29 @@ type Outcome struct {
 	WaitKind, WaitID string
 	// ErrorClass and ErrorDetail for retrying, waiting and dead rows.
 	ErrorClass, ErrorDetail string
-	// EHRID and EHRVersion for a synced row; empty keeps the known value.
+	// EHRID and EHRVersion identify the resource the delivery wrote in the
+	// EHR; empty keeps the known value. A synced outcome carries them; any
+	// other outcome may too and then records them as well, stale or not.
+	// The engine sets them on a retrying outcome when the primary write
+	// succeeded and a derived write failed, so that the retry updates the
+	// resource in place.
 	EHRID, EHRVersion string
+	// SentHash, for a synced outcome, is the hash of the FHIR content
+	// delivered; empty keeps the stored value. Other states ignore it.
+	SentHash string
+	// Derived, when SetDerived is true on a synced outcome, replaces the
+	// row's Derived list (nil or empty: none). With SetDerived false the
+	// stored list is kept. Other states ignore both.
+	Derived    []string
+	SetDerived bool
+}
+
+// Completion is one outcome for FinishMany.
+type Completion struct {
+	// ID is the row the outcome is for.
+	ID int64
+	// Outcome is what Finish would be given for the row.
+	Outcome Outcome
 }
 
 // Counts is the number of rows per kind and state.
@@ -148,11 +185,24 @@ type Store interface {
 	// is not in_flight with owner as LeaseOwner (an expired lease that nobody
 	// re-claimed is still the owner's), ErrNotFound when no row has id.
 	Finish(ctx context.Context, id int64, owner string, out Outcome, now time.Time) error
+	// FinishMany records several outcomes of rows leased to owner in one
+	// transaction (group commit). Each item is handled exactly as Finish
+	// would handle it; per-item errors (ErrLeaseLost, ErrNotFound, an invalid
+	// outcome) are returned at the item's index and do not stop the others.
+	// The error is non-nil only when the transaction itself failed; then
+	// nothing was recorded.
+	FinishMany(ctx context.Context, owner string, items []Completion, now time.Time) ([]error, error)
+	// Renew extends to now+lease the leases of the rows in ids that are
+	// in_flight with owner as LeaseOwner, and reports how many it extended.
+	Renew(ctx context.Context, owner string, ids []int64, now time.Time, lease time.Duration) (int, error)
 	// Rescue moves in_flight rows whose lease expired before now to
 	// retrying, claimable at once, and reports how many it moved.
 	Rescue(ctx context.Context, now time.Time) (int, error)
 	// Get returns the row of kind and local id, or ErrNotFound.
 	Get(ctx context.Context, kind, localID string) (Record, error)
+	// GetMany returns the rows of the keys that exist (absent keys are
+	// simply missing from the map), in as few queries as practical.
+	GetMany(ctx context.Context, keys []Key) (map[Key]Record, error)
 	// GetByID returns the row with id, or ErrNotFound.
 	GetByID(ctx context.Context, id int64) (Record, error)
 	// List returns up to limit rows in state with id > afterID, by id.
@@ -162,11 +212,20 @@ type Store interface {
 	Requeue(ctx context.Context, id int64, now time.Time) error
 	// RequeueAll moves every dead row to pending and reports how many.
 	RequeueAll(ctx context.Context, now time.Time) (int, error)
+	// Resync moves synced rows back to pending (attempts reset) so they are
+	// mapped and compared again, keeping EHRID, EHRVersion, SentHash and
+	// Derived. kind "" means every kind; a non-zero since keeps only rows
+	// whose SyncedAt is at or after since. It reports how many it moved.
+	Resync(ctx context.Context, kind string, since time.Time, now time.Time) (int, error)
 	// Counts returns the number of rows per kind and state.
 	Counts(ctx context.Context) (Counts, error)
 	// OldestPending returns the creation time of the oldest row that is
 	// pending, retrying or waiting, or ok false when there is none.
 	OldestPending(ctx context.Context) (t time.Time, ok bool, err error)
+	// Meta returns the value stored under key, or ErrNotFound.
+	Meta(ctx context.Context, key string) (string, error)
+	// SetMeta stores value under key (insert or replace).
+	SetMeta(ctx context.Context, key, value string) error
 	// Ping checks that the store is reachable.
 	Ping(ctx context.Context) error
 	// Close releases the store.

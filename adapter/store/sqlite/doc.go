@@ -30,8 +30,8 @@
 // included, loses nothing". WithSynchronousFull syncs the log at every
 // commit, so that a commit survives power loss too, at the cost of one fsync
 // per transaction (an import commits once per batch; the engine once per
-// Claim and once per Finish). Choose it when ingest acknowledges records
-// that no source can send again.
+// Claim and once per Finish, or once per FinishMany batch). Choose it when
+// ingest acknowledges records that no source can send again.
 //
 // # Schema
 //
@@ -43,6 +43,15 @@
 // Unix nanoseconds (UTC), 0 meaning "not set". The Claim order is a column,
 // kind_rank, set at insert (patient 0, order 1, administration 2, score 3,
 // unknown kinds 9), so that one partial, covering index serves Claim.
+// Record.Derived is a JSON array of strings in a text column, the empty
+// string for an empty list. Meta and SetMeta use a separate table, meta.
+//
+// # Batches
+//
+// FinishMany applies its items in order in one write transaction, through
+// the same per-row code as Finish. Renew and GetMany bind at most 200 ids or
+// keys per statement, well below SQLite's limit on host parameters, running
+// the statements of one call in one transaction.
 //
 // # Outcomes of changed content
 //

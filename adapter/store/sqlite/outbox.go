@@ -3,9 +3,11 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"time"
 
@@ -42,14 +44,18 @@ type scanner interface {
 func scanRecord(sc scanner) (store.Record, error) {
 	var (
 		r                                      store.Record
-		state                                  string
+		state, derived                         string
 		next, lease, created, updated, syncedT int64
 	)
 	dest := []any{&r.ID, &r.Kind, &r.LocalID, &r.Hash, &state, &r.Attempts, &next,
 		&r.LeaseOwner, &lease, &r.WaitKind, &r.WaitID, &r.ErrorClass, &r.ErrorDetail,
-		&r.EHRID, &r.EHRVersion, &r.SyncedHash, &created, &updated, &syncedT, &r.Payload}
+		&r.EHRID, &r.EHRVersion, &r.SyncedHash, &r.SentHash, &derived, &created, &updated, &syncedT, &r.Payload}
 	if err := sc.Scan(dest...); err != nil {
 		return store.Record{}, err
+	}
+	var err error
+	if r.Derived, err = decodeDerived(derived); err != nil {
+		return store.Record{}, fmt.Errorf("row %d: %w", r.ID, err)
 	}
 	r.State = store.State(state)
 	r.NextAttemptAt = fromNanos(next)
@@ -58,6 +64,35 @@ func scanRecord(sc scanner) (store.Record, error) {
 	r.UpdatedAt = fromNanos(updated)
 	r.SyncedAt = fromNanos(syncedT)
 	return r, nil
+}
+
+// encodeDerived stores a Derived list as a JSON array of strings; an empty
+// list is "" (the column's default), so rows that never had one and rows
+// whose list was cleared read the same.
+func encodeDerived(keys []string) string {
+	if len(keys) == 0 {
+		return ""
+	}
+	b, err := json.Marshal(keys)
+	if err != nil {
+		panic(fmt.Sprintf("sqlite: marshal a []string: %v", err)) // cannot happen
+	}
+	return string(b)
+}
+
+// decodeDerived is the inverse of encodeDerived: "" is nil.
+func decodeDerived(s string) ([]string, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var keys []string
+	if err := json.Unmarshal([]byte(s), &keys); err != nil {
+		return nil, fmt.Errorf("derived column is not a JSON array of strings: %w", err)
+	}
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	return keys, nil
 }
 
 // toNanos stores t as Unix nanoseconds; the zero time is 0. Times outside
@@ -234,63 +269,7 @@ func (s *Store) Finish(ctx context.Context, id int64, owner string, out store.Ou
 	}
 	nowN := toNanos(now)
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		var kind, localID, hash, state, leaseOwner string
-		err := tx.StmtContext(ctx, s.st.finishRead).QueryRowContext(ctx, id).
-			Scan(&kind, &localID, &hash, &state, &leaseOwner)
-		if errors.Is(err, sql.ErrNoRows) {
-			return store.ErrNotFound
-		}
-		if err != nil {
-			return err
-		}
-		if store.State(state) != store.StateInFlight || leaseOwner != owner {
-			return store.ErrLeaseLost
-		}
-		stale := hash != out.Hash
-
-		if out.State == store.StateSynced {
-			// The delivered content exists in the EHR: record it, and wake
-			// the rows waiting on it, even if the row has newer content.
-			newState, syncedHash := store.StateSynced, hash
-			if stale {
-				newState, syncedHash = store.StatePending, out.Hash
-			}
-			if _, err := tx.StmtContext(ctx, s.st.finishSynced).ExecContext(ctx,
-				newState, syncedHash, stale, out.EHRID, out.EHRVersion, nowN, id); err != nil {
-				return err
-			}
-			_, err := tx.StmtContext(ctx, s.st.wake).ExecContext(ctx, nowN, kind, localID)
-			return err
-		}
-
-		if stale {
-			// The outcome is about content the row no longer holds.
-			return s.toPending(ctx, tx, id, nowN)
-		}
-		switch out.State {
-		case store.StateRetrying:
-			_, err = tx.StmtContext(ctx, s.st.finishRetrying).ExecContext(ctx,
-				toNanos(out.NextAttemptAt), out.ErrorClass, out.ErrorDetail, nowN, id)
-		case store.StateDead:
-			_, err = tx.StmtContext(ctx, s.st.finishDead).ExecContext(ctx,
-				out.ErrorClass, out.ErrorDetail, nowN, id)
-		case store.StateWaiting:
-			if out.WaitKind != "" {
-				var depState string
-				err := tx.StmtContext(ctx, s.st.depState).QueryRowContext(ctx, out.WaitKind, out.WaitID).Scan(&depState)
-				switch {
-				case err == nil && store.State(depState) == store.StateSynced:
-					// The dependency was synced after the worker looked:
-					// its wake-up has already run, so do not wait for it.
-					return s.toPending(ctx, tx, id, nowN)
-				case err != nil && !errors.Is(err, sql.ErrNoRows):
-					return err
-				}
-			}
-			_, err = tx.StmtContext(ctx, s.st.finishWaiting).ExecContext(ctx,
-				out.WaitKind, out.WaitID, out.ErrorClass, out.ErrorDetail, nowN, id)
-		}
-		return err
+		return s.finishRow(ctx, tx, id, owner, out, nowN)
 	})
 	if err != nil {
 		return fmt.Errorf("sqlite: finish %d: %w", id, err)
@@ -298,11 +277,164 @@ func (s *Store) Finish(ctx context.Context, id int64, owner string, out store.Ou
 	return nil
 }
 
-// toPending makes row id pending with attempts reset, lease, wait and
-// errors cleared.
-func (s *Store) toPending(ctx context.Context, tx *sql.Tx, id, now int64) error {
-	_, err := tx.StmtContext(ctx, s.st.toPending).ExecContext(ctx, now, id)
+// FinishMany records the outcomes of items, rows leased to owner, in one
+// write transaction (one commit, one fsync under WithSynchronousFull); see
+// store.Store. Items are applied in order, each as Finish would apply it,
+// so a later item sees what an earlier one did: a waiting outcome after
+// the synced outcome of its dependency leaves its row pending, and a second
+// item for the same row gets ErrLeaseLost. Per-item errors are the errors
+// Finish would return. The returned slice has one entry per item, nil
+// for the items recorded; it is nil when the transaction failed.
+func (s *Store) FinishMany(ctx context.Context, owner string, items []store.Completion, now time.Time) ([]error, error) {
+	errs := make([]error, len(items))
+	valid := 0
+	for i, it := range items {
+		if err := validOutcome(it.Outcome); err != nil {
+			errs[i] = fmt.Errorf("sqlite: finish %d: %w", it.ID, err)
+			continue
+		}
+		valid++
+	}
+	if valid == 0 {
+		return errs, nil
+	}
+	nowN := toNanos(now)
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		for i, it := range items {
+			if errs[i] != nil {
+				continue
+			}
+			err := s.finishRow(ctx, tx, it.ID, owner, it.Outcome, nowN)
+			switch {
+			case errors.Is(err, store.ErrLeaseLost) || errors.Is(err, store.ErrNotFound):
+				errs[i] = fmt.Errorf("sqlite: finish %d: %w", it.ID, err)
+			case err != nil:
+				return fmt.Errorf("item %d (id %d): %w", i, it.ID, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: finish many: %w", err)
+	}
+	return errs, nil
+}
+
+// finishRow records a valid outcome of row id in tx, for Finish and
+// FinishMany. It returns store.ErrNotFound or store.ErrLeaseLost, unwrapped,
+// when it changed nothing for those reasons; any other error fails tx.
+func (s *Store) finishRow(ctx context.Context, tx *sql.Tx, id int64, owner string, out store.Outcome, nowN int64) error {
+	var kind, localID, hash, state, leaseOwner string
+	err := tx.StmtContext(ctx, s.st.finishRead).QueryRowContext(ctx, id).
+		Scan(&kind, &localID, &hash, &state, &leaseOwner)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.ErrNotFound
+	}
+	if err != nil {
+		return err
+	}
+	if store.State(state) != store.StateInFlight || leaseOwner != owner {
+		return store.ErrLeaseLost
+	}
+	stale := hash != out.Hash
+
+	if out.State == store.StateSynced {
+		// The delivered content exists in the EHR: record it, and wake
+		// the rows waiting on it, even if the row has newer content.
+		newState, syncedHash := store.StateSynced, hash
+		if stale {
+			newState, syncedHash = store.StatePending, out.Hash
+		}
+		if _, err := tx.StmtContext(ctx, s.st.finishSynced).ExecContext(ctx,
+			newState, syncedHash, stale, out.EHRID, out.EHRVersion,
+			out.SentHash, out.SetDerived, encodeDerived(out.Derived), nowN, id); err != nil {
+			return err
+		}
+		_, err := tx.StmtContext(ctx, s.st.wake).ExecContext(ctx, nowN, kind, localID)
+		return err
+	}
+
+	if stale {
+		// The outcome is about content the row no longer holds.
+		return s.toPending(ctx, tx, id, out, nowN)
+	}
+	switch out.State {
+	case store.StateRetrying:
+		_, err = tx.StmtContext(ctx, s.st.finishRetrying).ExecContext(ctx,
+			toNanos(out.NextAttemptAt), out.ErrorClass, out.ErrorDetail, out.EHRID, out.EHRVersion, nowN, id)
+	case store.StateDead:
+		_, err = tx.StmtContext(ctx, s.st.finishDead).ExecContext(ctx,
+			out.ErrorClass, out.ErrorDetail, out.EHRID, out.EHRVersion, nowN, id)
+	case store.StateWaiting:
+		if out.WaitKind != "" {
+			var depState string
+			err := tx.StmtContext(ctx, s.st.depState).QueryRowContext(ctx, out.WaitKind, out.WaitID).Scan(&depState)
+			switch {
+			case err == nil && store.State(depState) == store.StateSynced:
+				// The dependency was synced after the worker looked:
+				// its wake-up has already run, so do not wait for it.
+				return s.toPending(ctx, tx, id, out, nowN)
+			case err != nil && !errors.Is(err, sql.ErrNoRows):
+				return err
+			}
+		}
+		_, err = tx.StmtContext(ctx, s.st.finishWaiting).ExecContext(ctx,
+			out.WaitKind, out.WaitID, out.ErrorClass, out.ErrorDetail, out.EHRID, out.EHRVersion, nowN, id)
+	}
 	return err
+}
+
+// toPending makes row id pending with attempts reset, lease, wait and
+// errors cleared, recording the EHR id and version of out if it has them.
+func (s *Store) toPending(ctx context.Context, tx *sql.Tx, id int64, out store.Outcome, now int64) error {
+	_, err := tx.StmtContext(ctx, s.st.toPending).ExecContext(ctx, out.EHRID, out.EHRVersion, now, id)
+	return err
+}
+
+// Renew sets the lease of each row in ids that is in_flight with owner as
+// LeaseOwner to expire at now+lease, and reports how many rows it renewed;
+// see store.Store. A lease that expired but that Rescue has not yet
+// returned is still the owner's and is renewed, as Finish would accept it.
+// Ids of other rows (another owner's, no longer in flight, unknown) are
+// skipped, and so are repeated ids. A renewal does not change UpdatedAt.
+// owner must not be empty and lease must be positive, as for Claim.
+func (s *Store) Renew(ctx context.Context, owner string, ids []int64, now time.Time, lease time.Duration) (int, error) {
+	if owner == "" {
+		return 0, errors.New("sqlite: renew: empty owner")
+	}
+	if lease <= 0 {
+		return 0, fmt.Errorf("sqlite: renew: lease %v is not positive", lease)
+	}
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	// Once each, so that an id repeated in two chunks is not counted twice.
+	ids = slices.Compact(slices.Sorted(slices.Values(ids)))
+	expires := toNanos(now.Add(lease))
+	var n int64
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		for chunk := range slices.Chunk(ids, chunkSize) {
+			args := make([]any, 0, 2+len(chunk))
+			args = append(args, expires, owner)
+			for _, id := range chunk {
+				args = append(args, id)
+			}
+			res, err := tx.ExecContext(ctx, fmt.Sprintf(renewSQL, inList("?", len(chunk))), args...)
+			if err != nil {
+				return err
+			}
+			k, err := res.RowsAffected()
+			if err != nil {
+				return err
+			}
+			n += k
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: renew: %w", err)
+	}
+	return int(n), nil
 }
 
 // Rescue moves in_flight rows whose lease expired before now to retrying,
@@ -336,6 +468,65 @@ func (s *Store) Get(ctx context.Context, kind, localID string) (store.Record, er
 		return store.Record{}, fmt.Errorf("sqlite: get %s: %w", kind, err)
 	}
 	return r, nil
+}
+
+// GetMany returns the rows of the keys that exist; see store.Store. It
+// reads up to 200 keys per query (repeated keys once) and, when it needs
+// more than one query, runs them in one read transaction, so the rows are
+// one snapshot of the outbox. No keys give an empty map.
+func (s *Store) GetMany(ctx context.Context, keys []store.Key) (map[store.Key]store.Record, error) {
+	seen := make(map[store.Key]bool, len(keys))
+	uniq := make([]store.Key, 0, len(keys))
+	for _, k := range keys {
+		if !seen[k] {
+			seen[k] = true
+			uniq = append(uniq, k)
+		}
+	}
+	out := make(map[store.Key]store.Record, len(uniq))
+	if len(uniq) == 0 {
+		return out, nil
+	}
+	read := func(q interface {
+		QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+	}) error {
+		for chunk := range slices.Chunk(uniq, chunkSize) {
+			args := make([]any, 0, 2*len(chunk))
+			for _, k := range chunk {
+				args = append(args, k.Kind, k.LocalID)
+			}
+			rows, err := q.QueryContext(ctx, fmt.Sprintf(getManySQL, inList("(?, ?)", len(chunk))), args...)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				r, err := scanRecord(rows)
+				if err != nil {
+					rows.Close()
+					return err
+				}
+				out[store.Key{Kind: r.Kind, LocalID: r.LocalID}] = r
+			}
+			if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var err error
+	if len(uniq) <= chunkSize {
+		err = read(s.read)
+	} else {
+		var tx *sql.Tx
+		if tx, err = s.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true}); err == nil {
+			err = read(tx)
+			tx.Rollback() //nolint:errcheck // read only: nothing to commit
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: get many (%d keys): %w", len(uniq), err)
+	}
+	return out, nil
 }
 
 // GetByID returns the row with id, or an error wrapping store.ErrNotFound.
@@ -414,6 +605,27 @@ func (s *Store) RequeueAll(ctx context.Context, now time.Time) (int, error) {
 	return int(n), nil
 }
 
+// Resync moves synced rows of kind ("" for every kind) whose SyncedAt is at
+// or after since (zero for any time) to pending with attempts reset, in one
+// transaction, and reports how many it moved; see store.Store. It keeps
+// the content (Hash, Payload) and what the EHR holds (EHRID, EHRVersion,
+// SyncedHash, SyncedAt, SentHash, Derived).
+func (s *Store) Resync(ctx context.Context, kind string, since time.Time, now time.Time) (int, error) {
+	var n int64
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.StmtContext(ctx, s.st.resync).ExecContext(ctx, toNanos(now), kind, toNanos(since))
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: resync: %w", err)
+	}
+	return int(n), nil
+}
+
 // Counts returns the number of rows per kind and state. Kinds and states
 // without rows are absent; an empty outbox gives an empty, non-nil map.
 func (s *Store) Counts(ctx context.Context) (store.Counts, error) {
@@ -456,4 +668,31 @@ func (s *Store) OldestPending(ctx context.Context) (time.Time, bool, error) {
 		return time.Time{}, false, nil
 	}
 	return fromNanos(oldest.Int64), true, nil
+}
+
+// Meta returns the value stored under key, or an error wrapping
+// store.ErrNotFound. Errors do not name the key.
+func (s *Store) Meta(ctx context.Context, key string) (string, error) {
+	var v string
+	err := s.st.meta.QueryRowContext(ctx, key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("sqlite: meta: %w", store.ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("sqlite: meta: %w", err)
+	}
+	return v, nil
+}
+
+// SetMeta stores value under key, replacing any value there, in its own
+// transaction. Any string is a key, "" included; errors do not name it.
+func (s *Store) SetMeta(ctx context.Context, key, value string) error {
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.StmtContext(ctx, s.st.setMeta).ExecContext(ctx, key, value)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: set meta: %w", err)
+	}
+	return nil
 }

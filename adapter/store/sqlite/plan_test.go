@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -30,6 +31,10 @@ func TestQueryPlans(t *testing.T) {
 		{"counts", countsSQL, nil, []string{"outbox_kind_state"}},
 		{"oldest", oldestSQL, nil, []string{"outbox_state_id"}},
 		{"get", getSQL, []any{"patient", "x"}, []string{"sqlite_autoindex_outbox_1"}},
+		{"get many", fmt.Sprintf(getManySQL, inList("(?, ?)", 2)), []any{"patient", "x", "order", "y"}, []string{"sqlite_autoindex_outbox_1"}},
+		{"resync", resyncSQL, []any{1, "", 0}, []string{"outbox_state_id"}},
+		{"meta", metaSQL, []any{"k"}, []string{"SEARCH meta USING PRIMARY KEY"}},
+		{"renew", fmt.Sprintf(renewSQL, inList("?", 3)), []any{1, "w", 1, 2, 3}, []string{"INTEGER PRIMARY KEY"}},
 	} {
 		rows, err := s.write.QueryContext(ctx, "EXPLAIN QUERY PLAN "+q.sql, q.args...)
 		if err != nil {

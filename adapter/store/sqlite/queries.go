@@ -4,13 +4,14 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 )
 
 // recordCols are the columns of a store.Record, in the order scanRecord
 // reads them.
 const recordCols = `id, kind, local_id, hash, state, attempts, next_attempt_at,
 	lease_owner, lease_expires, wait_kind, wait_id, error_class, error_detail,
-	ehr_id, ehr_version, synced_hash, created_at, updated_at, synced_at, payload`
+	ehr_id, ehr_version, synced_hash, sent_hash, derived, created_at, updated_at, synced_at, payload`
 
 // The SQL of every operation. TestQueryPlans checks that the ones whose plan
 // matters at a million rows use their index. Claim and Rescue name their
@@ -46,40 +47,59 @@ const (
 	finishReadSQL = `SELECT kind, local_id, hash, state, lease_owner FROM outbox WHERE id = ?`
 	// finishSyncedSQL: ?1 state (synced, or pending for a stale outcome),
 	// ?2 synced hash, ?3 reset attempts (bool), ?4 EHR id, ?5 EHR version,
-	// ?6 now, ?7 id.
+	// ?6 sent hash, ?7 replace derived (bool), ?8 derived (JSON), ?9 now,
+	// ?10 id. Empty EHR id, version and sent hash keep the stored values.
 	finishSyncedSQL = `UPDATE outbox SET state = ?1, synced_hash = ?2,
 			attempts = CASE WHEN ?3 THEN 0 ELSE attempts END,
 			ehr_id = COALESCE(NULLIF(?4, ''), ehr_id), ehr_version = COALESCE(NULLIF(?5, ''), ehr_version),
-			synced_at = ?6, updated_at = ?6, next_attempt_at = 0, lease_owner = '', lease_expires = 0,
+			sent_hash = COALESCE(NULLIF(?6, ''), sent_hash),
+			derived = CASE WHEN ?7 THEN ?8 ELSE derived END,
+			synced_at = ?9, updated_at = ?9, next_attempt_at = 0, lease_owner = '', lease_expires = 0,
 			wait_kind = '', wait_id = '', error_class = '', error_detail = ''
-		WHERE id = ?7`
+		WHERE id = ?10`
 	// wakeSQL: ?1 now, ?2 kind, ?3 local id of the synced dependency.
 	wakeSQL = `UPDATE outbox SET state = 'pending', wait_kind = '', wait_id = '',
 			error_class = '', error_detail = '', next_attempt_at = 0, updated_at = ?1
 		WHERE state = 'waiting' AND wait_kind = ?2 AND wait_id = ?3`
-	// finishRetryingSQL: next attempt, error class, error detail, now, id.
-	finishRetryingSQL = `UPDATE outbox SET state = 'retrying', next_attempt_at = ?,
-			error_class = ?, error_detail = ?, updated_at = ?, lease_owner = '', lease_expires = 0,
-			wait_kind = '', wait_id = ''
-		WHERE id = ?`
-	// finishDeadSQL: error class, error detail, now, id.
+	// The outcomes other than synced record a non-empty EHR id and version
+	// too (see store.Outcome.EHRID), with the same COALESCE as synced.
+	//
+	// finishRetryingSQL: ?1 next attempt, ?2 error class, ?3 error detail,
+	// ?4 EHR id, ?5 EHR version, ?6 now, ?7 id.
+	finishRetryingSQL = `UPDATE outbox SET state = 'retrying', next_attempt_at = ?1,
+			error_class = ?2, error_detail = ?3,
+			ehr_id = COALESCE(NULLIF(?4, ''), ehr_id), ehr_version = COALESCE(NULLIF(?5, ''), ehr_version),
+			updated_at = ?6, lease_owner = '', lease_expires = 0, wait_kind = '', wait_id = ''
+		WHERE id = ?7`
+	// finishDeadSQL: ?1 error class, ?2 error detail, ?3 EHR id,
+	// ?4 EHR version, ?5 now, ?6 id.
 	finishDeadSQL = `UPDATE outbox SET state = 'dead', next_attempt_at = 0,
-			error_class = ?, error_detail = ?, updated_at = ?, lease_owner = '', lease_expires = 0,
-			wait_kind = '', wait_id = ''
-		WHERE id = ?`
+			error_class = ?1, error_detail = ?2,
+			ehr_id = COALESCE(NULLIF(?3, ''), ehr_id), ehr_version = COALESCE(NULLIF(?4, ''), ehr_version),
+			updated_at = ?5, lease_owner = '', lease_expires = 0, wait_kind = '', wait_id = ''
+		WHERE id = ?6`
 	// depStateSQL: kind, local id.
 	depStateSQL = `SELECT state FROM outbox WHERE kind = ? AND local_id = ?`
-	// finishWaitingSQL: wait kind, wait id, error class, error detail, now, id.
+	// finishWaitingSQL: ?1 wait kind, ?2 wait id, ?3 error class,
+	// ?4 error detail, ?5 EHR id, ?6 EHR version, ?7 now, ?8 id.
 	finishWaitingSQL = `UPDATE outbox SET state = 'waiting', next_attempt_at = 0,
-			wait_kind = ?, wait_id = ?, error_class = ?, error_detail = ?, updated_at = ?,
-			lease_owner = '', lease_expires = 0
-		WHERE id = ?`
-	// toPendingSQL: now, id. Pending with attempts reset, lease, wait and
-	// errors cleared.
+			wait_kind = ?1, wait_id = ?2, error_class = ?3, error_detail = ?4,
+			ehr_id = COALESCE(NULLIF(?5, ''), ehr_id), ehr_version = COALESCE(NULLIF(?6, ''), ehr_version),
+			updated_at = ?7, lease_owner = '', lease_expires = 0
+		WHERE id = ?8`
+	// toPendingSQL: ?1 EHR id, ?2 EHR version, ?3 now, ?4 id. Pending with
+	// attempts reset, lease, wait and errors cleared.
 	toPendingSQL = `UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = 0,
 			lease_owner = '', lease_expires = 0, wait_kind = '', wait_id = '',
-			error_class = '', error_detail = '', updated_at = ?
-		WHERE id = ?`
+			error_class = '', error_detail = '',
+			ehr_id = COALESCE(NULLIF(?1, ''), ehr_id), ehr_version = COALESCE(NULLIF(?2, ''), ehr_version),
+			updated_at = ?3
+		WHERE id = ?4`
+
+	// renewSQL: lease expiry, owner, then up to chunkSize ids; %s is
+	// inList("?", number of ids).
+	renewSQL = `UPDATE outbox SET lease_expires = ?
+		WHERE state = 'in_flight' AND lease_owner = ? AND id IN (%s)`
 
 	// rescueSQL: ?1 now, ?2 error class.
 	rescueSQL = `UPDATE outbox INDEXED BY outbox_leases
@@ -96,8 +116,25 @@ const (
 			wait_kind = '', wait_id = '', error_class = '', error_detail = '', updated_at = ?
 		WHERE state = 'dead'`
 
+	// resyncSQL: ?1 now, ?2 kind ('' for every kind), ?3 since (0 for any
+	// time). The EHR id and version, synced, sent hash, derived and payload
+	// columns are kept.
+	resyncSQL = `UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = 0,
+			lease_owner = '', lease_expires = 0, wait_kind = '', wait_id = '',
+			error_class = '', error_detail = '', updated_at = ?1
+		WHERE state = 'synced' AND (?2 = '' OR kind = ?2) AND (?3 = 0 OR synced_at >= ?3)`
+
+	// metaSQL: key.
+	metaSQL = `SELECT value FROM meta WHERE key = ?`
+	// setMetaSQL: key, value.
+	setMetaSQL = `INSERT INTO meta (key, value) VALUES (?1, ?2)
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value`
+
 	// getSQL: kind, local id.
 	getSQL = `SELECT ` + recordCols + ` FROM outbox WHERE kind = ? AND local_id = ?`
+	// getManySQL: up to chunkSize (kind, local id) pairs; %s is
+	// inList("(?, ?)", number of keys).
+	getManySQL = `SELECT ` + recordCols + ` FROM outbox WHERE (kind, local_id) IN (VALUES %s)`
 	// getByIDSQL: id.
 	getByIDSQL = `SELECT ` + recordCols + ` FROM outbox WHERE id = ?`
 	// listSQL: state, after id, limit.
@@ -112,6 +149,19 @@ const (
 			UNION ALL SELECT * FROM (SELECT created_at FROM outbox WHERE state = 'waiting' ORDER BY id LIMIT 1))`
 )
 
+// chunkSize is the most ids or keys one statement of Renew or GetMany
+// binds. SQLite refuses a statement with more host parameters than its
+// limit (32766 in the builds of modernc.org/sqlite, 999 in SQLite before
+// 3.32); 200 keys of two parameters stay far below either, and a statement
+// of that size still amortizes the round trip.
+const chunkSize = 200
+
+// inList returns n comma-separated copies of group ("?" or "(?, ?)"), for
+// an IN list of n items.
+func inList(group string, n int) string {
+	return strings.Repeat(group+", ", n-1) + group
+}
+
 // statements are the prepared statements of a Store. Write statements are
 // prepared on the one write connection and used in transactions through
 // Tx.StmtContext, which reuses them; read statements on the read pool.
@@ -123,9 +173,11 @@ type statements struct {
 	claim                                               *sql.Stmt
 	finishRead, finishSynced, wake                      *sql.Stmt
 	finishRetrying, finishDead, depState, finishWaiting *sql.Stmt
-	toPending, rescue, requeue, requeueAll              *sql.Stmt
+	toPending, rescue, requeue, requeueAll, resync      *sql.Stmt
 
-	get, getByID, list, counts, oldest *sql.Stmt
+	setMeta *sql.Stmt
+
+	get, getByID, list, counts, oldest, meta *sql.Stmt
 
 	all []*sql.Stmt
 }
@@ -154,11 +206,14 @@ func prepareStatements(ctx context.Context, write, read *sql.DB) (*statements, e
 		{write, &st.rescue, "rescue", rescueSQL},
 		{write, &st.requeue, "requeue", requeueSQL},
 		{write, &st.requeueAll, "requeue all", requeueAllSQL},
+		{write, &st.resync, "resync", resyncSQL},
+		{write, &st.setMeta, "set meta", setMetaSQL},
 		{read, &st.get, "get", getSQL},
 		{read, &st.getByID, "get by id", getByIDSQL},
 		{read, &st.list, "list", listSQL},
 		{read, &st.counts, "counts", countsSQL},
 		{read, &st.oldest, "oldest pending", oldestSQL},
+		{read, &st.meta, "meta", metaSQL},
 	} {
 		s, err := p.db.PrepareContext(ctx, p.sql)
 		if err != nil {

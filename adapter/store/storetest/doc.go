@@ -3,10 +3,12 @@
 // rely on the documented behaviour whichever store a clinic configures.
 //
 // The suite covers every state transition, the Claim order, lease
-// exclusivity under concurrent Claims, lease expiry and Rescue, waking
-// waiters (with no lost wake-up), re-ingest of unchanged and changed content
-// in every state, Requeue, Counts, OldestPending, List paging and the
-// sentinel errors. Run it with -race: several subtests are concurrent.
+// exclusivity under concurrent Claims, lease expiry, Renew and Rescue,
+// waking waiters (with no lost wake-up), re-ingest of unchanged and changed
+// content in every state, SentHash and Derived through every move, FinishMany
+// item by item against Finish, Requeue, Resync, Counts, OldestPending, List
+// paging, GetMany and Renew beyond 200 keys, Meta and the sentinel errors.
+// Run it with -race: several subtests are concurrent.
 //
 // Usage, in a driver's tests:
 //

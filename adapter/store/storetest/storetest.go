@@ -5,7 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -38,8 +41,11 @@ func Exercise(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ClaimConcurrentExclusive", testClaimConcurrentExclusive},
 		{"FinishSynced", testFinishSynced},
 		{"FinishSyncedKeepsKnownEHRID", testFinishSyncedKeepsKnownEHRID},
+		{"FinishSyncedSentHashDerived", testFinishSyncedSentHashDerived},
+		{"SentHashDerivedSurvive", testSentHashDerivedSurvive},
 		{"FinishRetrying", testFinishRetrying},
 		{"FinishDead", testFinishDead},
+		{"FinishNotSyncedRecordsEHRID", testFinishNotSyncedRecordsEHRID},
 		{"FinishWaitingThenWake", testFinishWaitingThenWake},
 		{"FinishWaitingNoLostWakeup", testFinishWaitingNoLostWakeup},
 		{"FinishWaitingPolicyHold", testFinishWaitingPolicyHold},
@@ -47,15 +53,25 @@ func Exercise(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"FinishLeaseLost", testFinishLeaseLost},
 		{"FinishNotFound", testFinishNotFound},
 		{"FinishInvalidOutcome", testFinishInvalidOutcome},
+		{"FinishMany", testFinishMany},
+		{"FinishManyAsFinish", testFinishManyAsFinish},
+		{"FinishManyEmptyAndFailed", testFinishManyEmptyAndFailed},
 		{"LeaseExpiryAndRescue", testLeaseExpiryAndRescue},
+		{"Renew", testRenew},
+		{"RenewMany", testRenewMany},
+		{"RenewArguments", testRenewArguments},
 		{"FinishAfterExpiryNotReclaimed", testFinishAfterExpiryNotReclaimed},
 		{"Requeue", testRequeue},
 		{"RequeueAll", testRequeueAll},
+		{"Resync", testResync},
 		{"Counts", testCounts},
 		{"OldestPending", testOldestPending},
 		{"ListPaging", testListPaging},
 		{"GetNotFound", testGetNotFound},
-		{"ConcurrentPipeline", testConcurrentPipeline},
+		{"GetMany", testGetMany},
+		{"Meta", testMeta},
+		{"ConcurrentPipeline", func(t *testing.T, f *fixture) { testConcurrentPipeline(t, f, false) }},
+		{"ConcurrentPipelineFinishMany", func(t *testing.T, f *fixture) { testConcurrentPipeline(t, f, true) }},
 		{"Ping", testPing},
 	}
 	for _, tt := range tests {
@@ -670,6 +686,117 @@ func testFinishSyncedKeepsKnownEHRID(t *testing.T, f *fixture) {
 	}
 }
 
+// wantSent fails the test unless r holds sent as SentHash and derived as
+// Derived (nil and empty are the same: none).
+func wantSent(t *testing.T, what string, r store.Record, sent string, derived ...string) {
+	t.Helper()
+	if r.SentHash != sent || !equalStrings(r.Derived, derived) {
+		t.Errorf("%s: SentHash %q Derived %q, want %q %q", what, r.SentHash, r.Derived, sent, derived)
+	}
+}
+
+func testFinishSyncedSentHashDerived(t *testing.T, f *fixture) {
+	f.upsert(t, rec("administration", "A1", "h1"))
+	wantSent(t, "new row", f.get(t, "administration", "A1"), "")
+
+	// Keys are opaque: separators, quotes, backslashes and non-ASCII text
+	// come back as given, in the order given.
+	odd := `Observation|urn:x|q"uo\te|é,[]`
+	out := synced("MedicationAdministration/1", "1")
+	out.SentHash, out.SetDerived, out.Derived = "f1", true, []string{"Observation|http://c.example/vitals|A1-2", odd, "Observation|http://c.example/vitals|A1-1"}
+	got := f.deliver(t, "administration", "A1", out, t0)
+	wantSent(t, "synced with both", got, "f1", "Observation|http://c.example/vitals|A1-2", odd, "Observation|http://c.example/vitals|A1-1")
+
+	// SetDerived false keeps the list, even with Derived set; an empty
+	// SentHash keeps the hash.
+	f.upsert(t, rec("administration", "A1", "h2"))
+	out = synced("", "2")
+	out.Derived = []string{"ignored"}
+	got = f.deliver(t, "administration", "A1", out, t0.Add(time.Minute))
+	wantSent(t, "synced with neither", got, "f1", "Observation|http://c.example/vitals|A1-2", odd, "Observation|http://c.example/vitals|A1-1")
+
+	// SetDerived with a nil list clears it; a new SentHash replaces the old.
+	f.upsert(t, rec("administration", "A1", "h3"))
+	out = synced("", "3")
+	out.SentHash, out.SetDerived = "f3", true
+	got = f.deliver(t, "administration", "A1", out, t0.Add(2*time.Minute))
+	wantSent(t, "synced with a nil list", got, "f3")
+
+	// An empty, non-nil list clears it too.
+	f.upsert(t, rec("administration", "A1", "h4"))
+	out = synced("", "4")
+	out.SetDerived, out.Derived = true, []string{"Observation|s|one"}
+	wantSent(t, "synced with one key", f.deliver(t, "administration", "A1", out, t0), "f3", "Observation|s|one")
+	f.upsert(t, rec("administration", "A1", "h5"))
+	out = synced("", "5")
+	out.SetDerived, out.Derived = true, []string{}
+	wantSent(t, "synced with an empty list", f.deliver(t, "administration", "A1", out, t0), "f3")
+
+	// Other states ignore both.
+	f.upsert(t, rec("administration", "A1", "h6"))
+	out = synced("", "6")
+	out.SetDerived, out.Derived = true, []string{"Observation|s|kept"}
+	f.deliver(t, "administration", "A1", out, t0)
+	f.upsert(t, rec("administration", "A1", "h7"))
+	for _, state := range []store.State{store.StateRetrying, store.StateDead} {
+		got := f.deliver(t, "administration", "A1", store.Outcome{State: state, ErrorClass: "x",
+			SentHash: "other", SetDerived: true, Derived: []string{"Observation|s|other"}}, t0)
+		if got.State != state {
+			t.Fatalf("state = %s, want %s", got.State, state)
+		}
+		wantSent(t, string(state)+" outcome", got, "f3", "Observation|s|kept")
+		if state == store.StateDead {
+			if err := f.s.Requeue(f.ctx, got.ID, t0); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// testSentHashDerivedSurvive moves a row with a SentHash and a Derived list
+// through every move that does not deliver it: each keeps both.
+func testSentHashDerivedSurvive(t *testing.T, f *fixture) {
+	keys := []string{"Observation|s|v1", "Observation|s|v2"}
+	f.upsert(t, rec("administration", "A1", "h1"))
+	out := synced("MedicationAdministration/1", "1")
+	out.SentHash, out.SetDerived, out.Derived = "f1", true, keys
+	f.deliver(t, "administration", "A1", out, t0)
+
+	f.upsert(t, rec("administration", "A1", "h2"))
+	wantSent(t, "after Upsert of changed content", f.wantState(t, "administration", "A1", store.StatePending), "f1", keys...)
+
+	f.claimOne(t, "crashed", t0)
+	if n, err := f.s.Rescue(f.ctx, t0.Add(2*lease)); err != nil || n != 1 {
+		t.Fatalf("Rescue = %d, %v; want 1, nil", n, err)
+	}
+	wantSent(t, "after Rescue", f.wantState(t, "administration", "A1", store.StateRetrying), "f1", keys...)
+
+	r := f.deliver(t, "administration", "A1", store.Outcome{State: store.StateDead, ErrorClass: "rejected_422"}, t0.Add(2*lease))
+	wantSent(t, "after a dead outcome", r, "f1", keys...)
+	if err := f.s.Requeue(f.ctx, r.ID, t0); err != nil {
+		t.Fatal(err)
+	}
+	wantSent(t, "after Requeue", f.wantState(t, "administration", "A1", store.StatePending), "f1", keys...)
+
+	r = f.deliver(t, "administration", "A1", store.Outcome{State: store.StateWaiting, WaitKind: "order", WaitID: "O1"}, t0)
+	wantSent(t, "after a waiting outcome", r, "f1", keys...)
+	if err := f.s.Requeue(f.ctx, r.ID, t0); err != nil {
+		t.Fatal(err)
+	}
+
+	// A synced outcome for content that changed while in flight records
+	// what was sent, since the EHR now holds it, and leaves the row pending.
+	claimed := f.claimOne(t, "w", t0)
+	f.upsert(t, rec("administration", "A1", "h3"))
+	out = store.Outcome{State: store.StateSynced, Hash: claimed.Hash, EHRVersion: "2", SentHash: "f2", SetDerived: true, Derived: keys[1:]}
+	f.finish(t, claimed, "w", out, t0)
+	r = f.wantState(t, "administration", "A1", store.StatePending)
+	wantSent(t, "after a stale synced outcome", r, "f2", keys[1:]...)
+	if r.EHRVersion != "2" || r.SyncedHash != "h2" || r.Hash != "h3" {
+		t.Errorf("after a stale synced outcome: EHRVersion %q SyncedHash %q Hash %q, want 2 h2 h3", r.EHRVersion, r.SyncedHash, r.Hash)
+	}
+}
+
 func testFinishRetrying(t *testing.T, f *fixture) {
 	f.upsert(t, rec("score", "s1", "h"))
 	next := t0.Add(5 * time.Minute)
@@ -677,6 +804,61 @@ func testFinishRetrying(t *testing.T, f *fixture) {
 	if got.State != store.StateRetrying || !got.NextAttemptAt.Equal(next) || got.ErrorClass != "http_503" ||
 		got.ErrorDetail != "unavailable" || got.LeaseOwner != "" || !got.LeaseExpires.IsZero() || got.Attempts != 1 {
 		t.Errorf("retrying row = %+v", got)
+	}
+}
+
+// testFinishNotSyncedRecordsEHRID: an outcome other than synced that
+// carries an EHR id and version (the primary write succeeded, a derived one
+// failed) records them, so that the next attempt updates in place.
+func testFinishNotSyncedRecordsEHRID(t *testing.T, f *fixture) {
+	f.upsert(t, rec("administration", "A1", "h"))
+	got := f.deliver(t, "administration", "A1", store.Outcome{State: store.StateRetrying, ErrorClass: "http_503",
+		EHRID: "MedicationAdministration/7", EHRVersion: "1"}, t0)
+	if got.State != store.StateRetrying || got.EHRID != "MedicationAdministration/7" || got.EHRVersion != "1" {
+		t.Fatalf("retrying with an EHR id: state %s EHR %q/%q, want retrying MedicationAdministration/7/1", got.State, got.EHRID, got.EHRVersion)
+	}
+	if got.SyncedHash != "" || !got.SyncedAt.IsZero() {
+		t.Errorf("retrying outcome marked the row synced: SyncedHash %q SyncedAt %v", got.SyncedHash, got.SyncedAt)
+	}
+	// The worker of the retry sees them.
+	again := f.claimOne(t, "w", t0)
+	if again.EHRID != "MedicationAdministration/7" || again.EHRVersion != "1" {
+		t.Errorf("claimed retry: EHR %q/%q, want MedicationAdministration/7/1", again.EHRID, again.EHRVersion)
+	}
+	// Empty keeps them.
+	f.finish(t, again, "w", store.Outcome{State: store.StateRetrying, Hash: "h", ErrorClass: "timeout"}, t0)
+	got = f.get(t, "administration", "A1")
+	if got.EHRID != "MedicationAdministration/7" || got.EHRVersion != "1" {
+		t.Errorf("retrying without an EHR id: EHR %q/%q, want kept", got.EHRID, got.EHRVersion)
+	}
+	got = f.deliver(t, "administration", "A1", store.Outcome{State: store.StateRetrying, EHRVersion: "2", NextAttemptAt: t0.Add(time.Hour)}, t0)
+	if got.EHRID != "MedicationAdministration/7" || got.EHRVersion != "2" {
+		t.Errorf("retrying with a version only: EHR %q/%q, want MedicationAdministration/7/2", got.EHRID, got.EHRVersion)
+	}
+
+	for _, out := range []store.Outcome{
+		{State: store.StateDead, ErrorClass: "rejected_422"},
+		{State: store.StateWaiting, WaitKind: "order", WaitID: "nobody"},
+	} {
+		id := "A-" + string(out.State)
+		f.upsert(t, rec("administration", id, "h"))
+		out.EHRID, out.EHRVersion = "MedicationAdministration/"+id, "3"
+		got := f.deliver(t, "administration", id, out, t0)
+		if got.State != out.State || got.EHRID != out.EHRID || got.EHRVersion != "3" {
+			t.Errorf("%s with an EHR id: state %s EHR %q/%q, want %s %s/3", out.State, got.State, got.EHRID, got.EHRVersion, out.State, out.EHRID)
+		}
+	}
+
+	// Stale: the content changed while in flight; the row goes pending and
+	// still knows the resource the old content wrote.
+	f.upsert(t, rec("administration", "A-stale", "old"))
+	r := f.claimOne(t, "w", t0)
+	f.upsert(t, rec("administration", "A-stale", "new"))
+	f.finish(t, r, "w", store.Outcome{State: store.StateRetrying, Hash: "old", EHRID: "MedicationAdministration/s", EHRVersion: "1"}, t0)
+	got = f.get(t, "administration", "A-stale")
+	wantPendingClean(t, got)
+	if got.EHRID != "MedicationAdministration/s" || got.EHRVersion != "1" {
+		t.Errorf("stale retrying with an EHR id: EHR %q/%q, want MedicationAdministration/s/1", got.EHRID, got.EHRVersion)
 	}
 }
 
@@ -866,6 +1048,190 @@ func testFinishInvalidOutcome(t *testing.T, f *fixture) {
 	f.finish(t, r, "w", store.Outcome{State: store.StateSynced, Hash: "h"}, t0)
 }
 
+// finishMany calls FinishMany and fails the test on a transaction error or
+// a result of the wrong length.
+func (f *fixture) finishMany(t *testing.T, owner string, items []store.Completion, now time.Time) []error {
+	t.Helper()
+	errs, err := f.s.FinishMany(f.ctx, owner, items, now)
+	if err != nil {
+		t.Fatalf("FinishMany(%s, %d items): %v", owner, len(items), err)
+	}
+	if len(errs) != len(items) {
+		t.Fatalf("FinishMany: %d errors for %d items", len(errs), len(items))
+	}
+	return errs
+}
+
+func testFinishMany(t *testing.T, f *fixture) {
+	f.upsert(t, rec("patient", "P1", "h"), rec("order", "o-before", "h"), rec("order", "o-after", "h"),
+		rec("order", "o-retry", "h"), rec("order", "o-dead", "h"), rec("order", "o-invalid", "h"),
+		rec("score", "s-other", "h"), rec("score", "s-pending", "h"))
+	mine := f.claim(t, "w", 6, t0)
+	if k := keys(mine); !equalStrings(k, []string{"patient/P1", "order/o-before", "order/o-after", "order/o-retry", "order/o-dead", "order/o-invalid"}) {
+		t.Fatalf("claim = %v", k)
+	}
+	other := f.claimOne(t, "x", t0)
+	pending := f.get(t, "score", "s-pending")
+	row := map[string]store.Record{}
+	for _, r := range mine {
+		row[r.LocalID] = r
+	}
+	waitP1 := store.Outcome{State: store.StateWaiting, Hash: "h", WaitKind: "patient", WaitID: "P1", ErrorClass: "dependency_pending"}
+	items := []store.Completion{
+		{ID: row["o-before"].ID, Outcome: waitP1}, // woken by P1 below, in the same transaction
+		{ID: row["P1"].ID, Outcome: store.Outcome{State: store.StateSynced, Hash: "h", EHRID: "Patient/1", EHRVersion: "1", SentHash: "f", SetDerived: true, Derived: []string{"k"}}},
+		{ID: row["o-after"].ID, Outcome: waitP1}, // P1 is synced by now: pending, no lost wake-up
+		{ID: row["o-retry"].ID, Outcome: store.Outcome{State: store.StateRetrying, Hash: "h", NextAttemptAt: t0.Add(time.Hour), ErrorClass: "http_503", EHRID: "MedicationRequest/3"}},
+		{ID: other.ID, Outcome: store.Outcome{State: store.StateSynced, Hash: "h"}}, // x's lease
+		{ID: row["o-invalid"].ID, Outcome: store.Outcome{State: store.StateSynced}}, // no hash
+		{ID: 424242, Outcome: store.Outcome{State: store.StateSynced, Hash: "h"}},   // no such row
+		{ID: row["o-dead"].ID, Outcome: store.Outcome{State: store.StateDead, Hash: "h", ErrorClass: "rejected_422", ErrorDetail: "d"}},
+		{ID: pending.ID, Outcome: store.Outcome{State: store.StateSynced, Hash: "h"}},                     // not in flight
+		{ID: row["P1"].ID, Outcome: store.Outcome{State: store.StateDead, Hash: "h", ErrorClass: "late"}}, // finished above
+	}
+	at := t0.Add(time.Second)
+	errs := f.finishMany(t, "w", items, at)
+	for i, want := range []error{nil, nil, nil, nil, store.ErrLeaseLost, nil, store.ErrNotFound, nil, store.ErrLeaseLost, store.ErrLeaseLost} {
+		switch {
+		case i == 5:
+			if errs[i] == nil || errors.Is(errs[i], store.ErrLeaseLost) || errors.Is(errs[i], store.ErrNotFound) {
+				t.Errorf("item %d (invalid outcome): err = %v, want an invalid-outcome error, not a sentinel", i, errs[i])
+			}
+		case want == nil && errs[i] != nil:
+			t.Errorf("item %d: err = %v, want nil", i, errs[i])
+		case want != nil && !errors.Is(errs[i], want):
+			t.Errorf("item %d: err = %v, want %v", i, errs[i], want)
+		}
+	}
+
+	p := f.wantState(t, "patient", "P1", store.StateSynced)
+	if p.EHRID != "Patient/1" || p.SentHash != "f" || !equalStrings(p.Derived, []string{"k"}) || !p.SyncedAt.Equal(at) {
+		t.Errorf("P1: EHRID %q SentHash %q Derived %q SyncedAt %v, want Patient/1 f [k] %v", p.EHRID, p.SentHash, p.Derived, p.SyncedAt, at)
+	}
+	for _, id := range []string{"o-before", "o-after"} {
+		r := f.get(t, "order", id)
+		if r.State != store.StatePending || r.WaitKind != "" || r.LeaseOwner != "" {
+			t.Errorf("%s: state %s wait %q owner %q, want pending, no wait, no lease", id, r.State, r.WaitKind, r.LeaseOwner)
+		}
+	}
+	if r := f.wantState(t, "order", "o-retry", store.StateRetrying); !r.NextAttemptAt.Equal(t0.Add(time.Hour)) || r.EHRID != "MedicationRequest/3" {
+		t.Errorf("o-retry: next %v EHRID %q", r.NextAttemptAt, r.EHRID)
+	}
+	if r := f.wantState(t, "order", "o-dead", store.StateDead); r.ErrorClass != "rejected_422" || !r.UpdatedAt.Equal(at) {
+		t.Errorf("o-dead: class %q updated %v", r.ErrorClass, r.UpdatedAt)
+	}
+	if r := f.wantState(t, "order", "o-invalid", store.StateInFlight); r.LeaseOwner != "w" {
+		t.Errorf("o-invalid: owner %q, want w (an invalid outcome changes nothing)", r.LeaseOwner)
+	}
+	if r := f.wantState(t, "score", "s-other", store.StateInFlight); r.LeaseOwner != "x" {
+		t.Errorf("s-other: owner %q, want x", r.LeaseOwner)
+	}
+	f.wantState(t, "score", "s-pending", store.StatePending)
+}
+
+// testFinishManyAsFinish gives two twin sets of rows the same outcomes, one
+// set through Finish and the other through one FinishMany, and compares the
+// rows and errors.
+func testFinishManyAsFinish(t *testing.T, f *fixture) {
+	outcomes := []store.Outcome{
+		{State: store.StateSynced, EHRID: "MedicationRequest/1", EHRVersion: "4", SentHash: "f", SetDerived: true, Derived: []string{"a", "b"}},
+		{State: store.StateSynced},
+		{State: store.StateRetrying, NextAttemptAt: t0.Add(time.Hour), ErrorClass: "http_503", ErrorDetail: "busy", EHRID: "MedicationRequest/2", EHRVersion: "1"},
+		{State: store.StateRetrying},
+		{State: store.StateDead, ErrorClass: "rejected_422", ErrorDetail: `[{"x":1}]`},
+		{State: store.StateWaiting, WaitKind: "patient", WaitID: "nobody", ErrorClass: "dependency_pending"},
+		{State: store.StateWaiting, ErrorClass: "patient_unknown"},
+		{State: store.StateSynced, EHRID: "MedicationRequest/8", SentHash: "g", SetDerived: true, Derived: []string{"c"}}, // stale
+		{State: store.StateDead, ErrorClass: "rejected_400"},                                                              // stale
+		{State: store.StateSynced, Hash: "-"},                                                                             // invalid: fixed below
+		{State: store.StateSynced},                                                                                        // lease lost
+	}
+	const stale1, stale2, invalid, lost = 7, 8, 9, 10
+	name := func(set string, i int) string { return fmt.Sprintf("%s-%02d", set, i) }
+	// The lease-lost rows are patients, claimed first by someone else.
+	f.upsert(t, rec("patient", name("a", lost), "h"), rec("patient", name("b", lost), "h"))
+	f.claim(t, "x", 2, t0)
+	for i := range outcomes[:lost] {
+		f.upsert(t, rec("order", name("a", i), "h"), rec("order", name("b", i), "h"))
+	}
+	f.claim(t, "w", 100, t0)
+	for _, i := range []int{stale1, stale2} {
+		f.upsert(t, rec("order", name("a", i), "new"), rec("order", name("b", i), "new"))
+	}
+	kind := func(i int) string {
+		if i == lost {
+			return "patient"
+		}
+		return "order"
+	}
+	prepare := func(set string, i int) (int64, store.Outcome) {
+		out := outcomes[i]
+		if out.Hash == "" {
+			out.Hash = "h"
+		} else if i == invalid {
+			out.Hash = ""
+		}
+		return f.get(t, kind(i), name(set, i)).ID, out
+	}
+
+	at := t0.Add(time.Minute)
+	var errsA []error
+	for i := range outcomes {
+		id, out := prepare("a", i)
+		errsA = append(errsA, f.s.Finish(f.ctx, id, "w", out, at))
+	}
+	var items []store.Completion
+	for i := range outcomes {
+		id, out := prepare("b", i)
+		items = append(items, store.Completion{ID: id, Outcome: out})
+	}
+	errsB := f.finishMany(t, "w", items, at)
+
+	for i := range outcomes {
+		a, b := errsA[i], errsB[i]
+		if (a == nil) != (b == nil) || errors.Is(a, store.ErrLeaseLost) != errors.Is(b, store.ErrLeaseLost) ||
+			errors.Is(a, store.ErrNotFound) != errors.Is(b, store.ErrNotFound) {
+			t.Errorf("outcome %d (%s): Finish err %v, FinishMany err %v", i, outcomes[i].State, a, b)
+		}
+		ra, rb := f.get(t, kind(i), name("a", i)), f.get(t, kind(i), name("b", i))
+		// What differs between twins by construction.
+		rb.ID, rb.LocalID, rb.Payload, rb.CreatedAt = ra.ID, ra.LocalID, ra.Payload, ra.CreatedAt
+		if !reflect.DeepEqual(ra, rb) {
+			t.Errorf("outcome %d (%s):\n Finish     %+v\n FinishMany %+v", i, outcomes[i].State, ra, rb)
+		}
+	}
+	if errsA[invalid] == nil || !errors.Is(errsA[lost], store.ErrLeaseLost) {
+		t.Errorf("twin set a: invalid err %v, lost err %v; the test does not test what it says", errsA[invalid], errsA[lost])
+	}
+}
+
+func testFinishManyEmptyAndFailed(t *testing.T, f *fixture) {
+	for _, items := range [][]store.Completion{nil, {}} {
+		errs, err := f.s.FinishMany(f.ctx, "w", items, t0)
+		if err != nil || len(errs) != 0 {
+			t.Errorf("FinishMany(%v) = %v, %v; want no errors", items, errs, err)
+		}
+	}
+	f.upsert(t, rec("patient", "P1", "h"), rec("patient", "P2", "h"))
+	rs := f.claim(t, "w", 2, t0)
+	ctx, cancel := context.WithCancel(f.ctx)
+	cancel()
+	items := []store.Completion{{ID: rs[0].ID, Outcome: store.Outcome{State: store.StateSynced, Hash: "h"}}, {ID: rs[1].ID, Outcome: store.Outcome{State: store.StateDead, Hash: "h"}}}
+	if _, err := f.s.FinishMany(ctx, "w", items, t0); err == nil {
+		t.Fatal("FinishMany with a canceled context succeeded, want an error")
+	}
+	for _, r := range rs {
+		if got := f.get(t, r.Kind, r.LocalID); got.State != store.StateInFlight || got.LeaseOwner != "w" {
+			t.Errorf("%s after a failed FinishMany: state %s owner %q, want in_flight w (nothing recorded)", r.LocalID, got.State, got.LeaseOwner)
+		}
+	}
+	for i, err := range f.finishMany(t, "w", items, t0) {
+		if err != nil {
+			t.Errorf("item %d: %v", i, err)
+		}
+	}
+}
+
 func testLeaseExpiryAndRescue(t *testing.T, f *fixture) {
 	f.upsert(t, rec("patient", "P1", "h"), rec("patient", "P2", "h"))
 	old := f.claim(t, "crashed", 1, t0)[0]                     // lease until t0+lease
@@ -905,6 +1271,105 @@ func testLeaseExpiryAndRescue(t *testing.T, f *fixture) {
 	}
 	f.finish(t, again, "new", store.Outcome{State: store.StateSynced, Hash: "h"}, at)
 	f.finish(t, later, "alive", store.Outcome{State: store.StateSynced, Hash: "h"}, at)
+}
+
+// wantLease fails the test unless the row of (kind, id) is in flight,
+// leased to owner until expires, with attempts attempts.
+func (f *fixture) wantLease(t *testing.T, kind, id, owner string, expires time.Time, attempts int) {
+	t.Helper()
+	r := f.get(t, kind, id)
+	if r.State != store.StateInFlight || r.LeaseOwner != owner || !r.LeaseExpires.Equal(expires) || r.Attempts != attempts {
+		t.Errorf("%s/%s: state %s owner %q expires %v attempts %d, want in_flight %s %v %d",
+			kind, id, r.State, r.LeaseOwner, r.LeaseExpires, r.Attempts, owner, expires, attempts)
+	}
+}
+
+func testRenew(t *testing.T, f *fixture) {
+	f.upsert(t, rec("patient", "a", "h"), rec("patient", "b", "h"), rec("patient", "c", "h"),
+		rec("patient", "d", "h"), rec("patient", "e", "h"), rec("patient", "f", "h"))
+	mine := f.claim(t, "w1", 3, t0) // a, b, c
+	theirs := f.claimOne(t, "w2", t0)
+	f.finish(t, mine[2], "w1", store.Outcome{State: store.StateSynced, Hash: "h"}, t0)
+	f.claimOne(t, "w1", t0) // e: w1's, but not in the list
+	pending := f.get(t, "patient", "f")
+
+	at, long := t0.Add(30*time.Second), 2*time.Minute
+	ids := []int64{mine[0].ID, mine[1].ID, mine[2].ID, theirs.ID, pending.ID, 424242, mine[0].ID}
+	n, err := f.s.Renew(f.ctx, "w1", ids, at, long)
+	if err != nil || n != 2 {
+		t.Fatalf("Renew = %d, %v; want 2 (a and b), nil", n, err)
+	}
+	f.wantLease(t, "patient", "a", "w1", at.Add(long), 1)
+	f.wantLease(t, "patient", "b", "w1", at.Add(long), 1)
+	f.wantLease(t, "patient", "d", "w2", t0.Add(lease), 1)
+	f.wantLease(t, "patient", "e", "w1", t0.Add(lease), 1)
+	f.wantState(t, "patient", "c", store.StateSynced)
+	f.wantState(t, "patient", "f", store.StatePending)
+
+	// The renewed leases outlive the old expiry; the others do not.
+	if n, err := f.s.Rescue(f.ctx, t0.Add(lease+time.Second)); err != nil || n != 2 {
+		t.Fatalf("Rescue after the first leases = %d, %v; want 2 (d and e), nil", n, err)
+	}
+	f.wantLease(t, "patient", "a", "w1", at.Add(long), 1)
+
+	// An expired lease nobody rescued is still the owner's: Renew extends it.
+	later := at.Add(long + time.Minute)
+	if n, err := f.s.Renew(f.ctx, "w1", []int64{mine[0].ID}, later, lease); err != nil || n != 1 {
+		t.Fatalf("Renew of an expired, unrescued lease = %d, %v; want 1, nil", n, err)
+	}
+	f.wantLease(t, "patient", "a", "w1", later.Add(lease), 1)
+	if n, err := f.s.Rescue(f.ctx, later); err != nil || n != 1 {
+		t.Fatalf("Rescue = %d, %v; want 1 (b), nil", n, err)
+	}
+	// Once rescued, it is nobody's.
+	if n, err := f.s.Renew(f.ctx, "w1", []int64{mine[1].ID}, later, lease); err != nil || n != 0 {
+		t.Errorf("Renew of a rescued row = %d, %v; want 0, nil", n, err)
+	}
+	f.wantState(t, "patient", "b", store.StateRetrying)
+	f.finish(t, mine[0], "w1", store.Outcome{State: store.StateSynced, Hash: "h"}, later)
+}
+
+// testRenewMany renews more leases than a driver may bind in one statement.
+func testRenewMany(t *testing.T, f *fixture) {
+	const rows = 450
+	var recs []store.NewRecord
+	for i := range rows {
+		recs = append(recs, rec("score", fmt.Sprintf("s%03d", i), "h"))
+	}
+	f.upsert(t, recs...)
+	claimed := f.claim(t, "w", rows, t0)
+	if len(claimed) != rows {
+		t.Fatalf("claimed %d rows, want %d", len(claimed), rows)
+	}
+	ids := append(ids(claimed), ids(claimed[:rows/2])...) // some twice
+	slices.Reverse(ids)
+	at := t0.Add(time.Minute)
+	n, err := f.s.Renew(f.ctx, "w", ids, at, lease)
+	if err != nil || n != rows {
+		t.Fatalf("Renew of %d ids (%d rows) = %d, %v; want %d, nil", len(ids), rows, n, err, rows)
+	}
+	for _, r := range f.list(t, store.StateInFlight) {
+		if !r.LeaseExpires.Equal(at.Add(lease)) {
+			t.Fatalf("%s: lease expires %v, want %v", r.LocalID, r.LeaseExpires, at.Add(lease))
+		}
+	}
+}
+
+func testRenewArguments(t *testing.T, f *fixture) {
+	f.upsert(t, rec("patient", "a", "h"))
+	r := f.claimOne(t, "w", t0)
+	for _, ids := range [][]int64{nil, {}} {
+		if n, err := f.s.Renew(f.ctx, "w", ids, t0, lease); err != nil || n != 0 {
+			t.Errorf("Renew(%v) = %d, %v; want 0, nil", ids, n, err)
+		}
+	}
+	if _, err := f.s.Renew(f.ctx, "", []int64{r.ID}, t0, lease); err == nil {
+		t.Error("Renew with an empty owner succeeded, want an error")
+	}
+	if _, err := f.s.Renew(f.ctx, "w", []int64{r.ID}, t0, 0); err == nil {
+		t.Error("Renew with a zero lease succeeded, want an error")
+	}
+	f.wantLease(t, "patient", "a", "w", t0.Add(lease), 1)
 }
 
 func testFinishAfterExpiryNotReclaimed(t *testing.T, f *fixture) {
@@ -973,6 +1438,85 @@ func testRequeueAll(t *testing.T, f *fixture) {
 	f.wantState(t, "score", "r1", store.StateRetrying)
 	if n, err := f.s.RequeueAll(f.ctx, t0); err != nil || n != 0 {
 		t.Errorf("second RequeueAll = %d, %v; want 0, nil", n, err)
+	}
+}
+
+func testResync(t *testing.T, f *fixture) {
+	f.upsert(t, rec("patient", "A", "h"), rec("patient", "B", "h"), rec("order", "C", "h"),
+		rec("patient", "dead", "h"), rec("patient", "inflight", "h"), rec("patient", "retrying", "h"), rec("patient", "waiting", "h"))
+	syncedAt := map[string]time.Time{"A": t0, "B": t0.Add(time.Hour), "C": t0.Add(2 * time.Hour)}
+	for _, r := range f.claim(t, "w", 10, t0) {
+		var out store.Outcome
+		switch r.LocalID {
+		case "A", "B", "C":
+			out = synced("X/"+r.LocalID, "3")
+			out.SentHash, out.SetDerived, out.Derived = "f-"+r.LocalID, true, []string{"d-" + r.LocalID}
+		case "dead":
+			out = store.Outcome{State: store.StateDead, ErrorClass: "rejected_422"}
+		case "retrying":
+			out = store.Outcome{State: store.StateRetrying, NextAttemptAt: t0.Add(48 * time.Hour), ErrorClass: "http_503"}
+		case "waiting":
+			out = store.Outcome{State: store.StateWaiting, WaitKind: "patient", WaitID: "nobody"}
+		case "inflight":
+			continue
+		}
+		out.Hash = r.Hash
+		f.finish(t, r, "w", out, syncedAt[r.LocalID])
+	}
+	before := map[string]store.Record{}
+	for _, id := range []string{"A", "B"} {
+		before[id] = f.get(t, "patient", id)
+	}
+	before["C"] = f.get(t, "order", "C")
+	f.upsert(t, rec("score", "pending", "h"))
+
+	now := t0.Add(24 * time.Hour)
+	resync := func(kind string, since time.Time, want int) {
+		t.Helper()
+		if n, err := f.s.Resync(f.ctx, kind, since, now); err != nil || n != want {
+			t.Fatalf("Resync(%q, %v) = %d, %v; want %d, nil", kind, since, n, err, want)
+		}
+	}
+	check := func(kind, id string) {
+		t.Helper()
+		r, b := f.get(t, kind, id), before[id]
+		wantPendingClean(t, r)
+		if r.Hash != b.Hash || !bytes.Equal(r.Payload, b.Payload) || r.EHRID != b.EHRID || r.EHRVersion != b.EHRVersion ||
+			r.SyncedHash != b.SyncedHash || !r.SyncedAt.Equal(b.SyncedAt) {
+			t.Errorf("%s after Resync: hash %q EHR %q/%q SyncedHash %q SyncedAt %v, want them kept (%q %q/%q %q %v)",
+				id, r.Hash, r.EHRID, r.EHRVersion, r.SyncedHash, r.SyncedAt, b.Hash, b.EHRID, b.EHRVersion, b.SyncedHash, b.SyncedAt)
+		}
+		wantSent(t, id+" after Resync", r, "f-"+id, "d-"+id)
+		if !r.UpdatedAt.Equal(now) {
+			t.Errorf("%s after Resync: UpdatedAt %v, want %v", id, r.UpdatedAt, now)
+		}
+	}
+
+	resync("order", time.Time{}, 1)
+	check("order", "C")
+	f.wantState(t, "patient", "A", store.StateSynced)
+	resync("nosuchkind", time.Time{}, 0)
+	resync("", t0.Add(time.Hour), 1) // B, synced exactly at since; not A, before
+	check("patient", "B")
+	f.wantState(t, "patient", "A", store.StateSynced)
+	resync("", time.Time{}, 1)
+	check("patient", "A")
+	resync("", time.Time{}, 0)
+
+	// Only synced rows move.
+	f.wantState(t, "patient", "dead", store.StateDead)
+	f.wantState(t, "patient", "inflight", store.StateInFlight)
+	f.wantState(t, "patient", "retrying", store.StateRetrying)
+	f.wantState(t, "patient", "waiting", store.StateWaiting)
+	f.wantState(t, "score", "pending", store.StatePending)
+
+	// Claimable again, with what the EHR holds.
+	got := f.claim(t, "w2", 10, now)
+	if k := keys(got); !equalStrings(k, []string{"patient/A", "patient/B", "order/C", "score/pending"}) {
+		t.Fatalf("claim after Resync = %v, want [patient/A patient/B order/C score/pending]", k)
+	}
+	if got[0].Attempts != 1 || got[0].EHRID != "X/A" || got[0].SentHash != "f-A" {
+		t.Errorf("claimed A: attempts %d EHRID %q SentHash %q, want 1 X/A f-A", got[0].Attempts, got[0].EHRID, got[0].SentHash)
 	}
 }
 
@@ -1133,10 +1677,73 @@ func testGetNotFound(t *testing.T, f *fixture) {
 	}
 }
 
+func testGetMany(t *testing.T, f *fixture) {
+	for _, keys := range [][]store.Key{nil, {}, {{Kind: "patient", LocalID: "absent"}}} {
+		got, err := f.s.GetMany(f.ctx, keys)
+		if err != nil || got == nil || len(got) != 0 {
+			t.Errorf("GetMany(%v) of an empty store = %v, %v; want an empty map, nil", keys, got, err)
+		}
+	}
+	// More rows than a driver may bind in one statement.
+	const scores = 450
+	recs := []store.NewRecord{rec("patient", "P1", "h"), rec("patient", "P2", "h"), rec("order", "P1", "h")}
+	for i := range scores {
+		recs = append(recs, rec("score", fmt.Sprintf("s%03d", i), "h"))
+	}
+	f.upsert(t, recs...)
+	out := synced("Patient/1", "1")
+	out.SentHash, out.SetDerived, out.Derived = "f", true, []string{"x", "y"}
+	f.deliver(t, "patient", "P1", out, t0)
+
+	present := []store.Key{{Kind: "patient", LocalID: "P1"}, {Kind: "order", LocalID: "P1"}}
+	for i := range scores {
+		present = append(present, store.Key{Kind: "score", LocalID: fmt.Sprintf("s%03d", i)})
+	}
+	absent := []store.Key{{Kind: "patient", LocalID: "absent"}, {Kind: "order", LocalID: "P2"}, {},
+		{Kind: "score", LocalID: "s999"}, {Kind: "P1", LocalID: "patient"}}
+	var keys []store.Key
+	keys = append(keys, absent[:2]...)
+	keys = append(keys, present...)
+	keys = append(keys, present[:3]...) // repeated
+	keys = append(keys, absent[2:]...)
+	slices.Reverse(keys[len(keys)/2:])
+
+	got, err := f.s.GetMany(f.ctx, keys)
+	if err != nil {
+		t.Fatalf("GetMany(%d keys): %v", len(keys), err)
+	}
+	if len(got) != len(present) {
+		t.Errorf("GetMany returned %d rows, want %d", len(got), len(present))
+	}
+	for _, k := range present {
+		want := f.get(t, k.Kind, k.LocalID)
+		if r, ok := got[k]; !ok {
+			t.Errorf("GetMany: %s/%s missing", k.Kind, k.LocalID)
+		} else if !reflect.DeepEqual(r, want) {
+			t.Errorf("GetMany[%s/%s] =\n %+v\nGet =\n %+v", k.Kind, k.LocalID, r, want)
+		}
+	}
+	for _, k := range absent {
+		if r, ok := got[k]; ok {
+			t.Errorf("GetMany: absent key %q/%q has row %d", k.Kind, k.LocalID, r.ID)
+		}
+	}
+	if p := got[store.Key{Kind: "patient", LocalID: "P1"}]; p.State != store.StateSynced || p.SentHash != "f" || !equalStrings(p.Derived, []string{"x", "y"}) {
+		t.Errorf("GetMany[patient/P1]: state %s SentHash %q Derived %q, want synced f [x y]", p.State, p.SentHash, p.Derived)
+	}
+
+	// One key, as the engine asks for a single dependency.
+	one, err := f.s.GetMany(f.ctx, []store.Key{{Kind: "patient", LocalID: "P2"}})
+	if r, ok := one[store.Key{Kind: "patient", LocalID: "P2"}]; err != nil || len(one) != 1 || !ok || r.LocalID != "P2" || r.Kind != "patient" {
+		t.Errorf("GetMany(patient/P2) = %v, %v; want that one row", one, err)
+	}
+}
+
 // testConcurrentPipeline runs ingest, workers (with dependencies) and the
 // rescuer at once, as the engine does, and checks that every record ends
-// synced with its last content.
-func testConcurrentPipeline(t *testing.T, f *fixture) {
+// synced with its last content. With batch, each worker reports the
+// outcomes of a claim with one FinishMany.
+func testConcurrentPipeline(t *testing.T, f *fixture, batch bool) {
 	const patients, ordersPer, workers = 20, 3, 4
 	ingestDone := make(chan struct{})
 	errs := make(chan error, workers+2)
@@ -1183,6 +1790,7 @@ func testConcurrentPipeline(t *testing.T, f *fixture) {
 					time.Sleep(time.Millisecond) // nothing to do yet; poll
 					continue
 				}
+				var done []store.Completion
 				for _, r := range recs {
 					out := store.Outcome{State: store.StateSynced, Hash: r.Hash}
 					if r.Kind == "order" {
@@ -1198,7 +1806,21 @@ func testConcurrentPipeline(t *testing.T, f *fixture) {
 							out = store.Outcome{State: store.StateWaiting, Hash: r.Hash, WaitKind: "patient", WaitID: fmt.Sprint("p", p)}
 						}
 					}
+					if batch {
+						done = append(done, store.Completion{ID: r.ID, Outcome: out})
+						continue
+					}
 					if err := f.s.Finish(f.ctx, r.ID, owner, out, t0); err != nil {
+						errs <- err
+						return
+					}
+				}
+				if len(done) > 0 {
+					itemErrs, err := f.s.FinishMany(f.ctx, owner, done, t0)
+					if err == nil {
+						err = errors.Join(itemErrs...)
+					}
+					if err != nil {
 						errs <- err
 						return
 					}
@@ -1257,6 +1879,43 @@ func testConcurrentPipeline(t *testing.T, f *fixture) {
 				t.Errorf("%s/%s: state %s hash %s synced %s, want synced %s", key[0], key[1], r.State, r.Hash, r.SyncedHash, want)
 			}
 		}
+	}
+}
+
+func testMeta(t *testing.T, f *fixture) {
+	if v, err := f.s.Meta(f.ctx, "mapping.fingerprint"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Meta of an unset key = %q, %v; want ErrNotFound", v, err)
+	}
+	set := func(k, v string) {
+		t.Helper()
+		if err := f.s.SetMeta(f.ctx, k, v); err != nil {
+			t.Fatalf("SetMeta(%q): %v", k, err)
+		}
+	}
+	want := func(k, v string) {
+		t.Helper()
+		if got, err := f.s.Meta(f.ctx, k); err != nil || got != v {
+			t.Errorf("Meta(%q) = %q, %v; want %q, nil", k, got, err, v)
+		}
+	}
+	big := strings.Repeat("é0123456789", 10000)
+	set("mapping.fingerprint", "sha256:aaa")
+	set("Mapping.Fingerprint", "other case")
+	set("empty", "")
+	set("big", big)
+	want("mapping.fingerprint", "sha256:aaa")
+	want("Mapping.Fingerprint", "other case")
+	want("empty", "") // stored, not missing
+	want("big", big)
+	set("mapping.fingerprint", "sha256:bbb") // replace
+	want("mapping.fingerprint", "sha256:bbb")
+	want("Mapping.Fingerprint", "other case")
+	if _, err := f.s.Meta(f.ctx, "mapping"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Meta of a key prefix: err = %v, want ErrNotFound", err)
+	}
+	// Meta is not part of the outbox.
+	if c, err := f.s.Counts(f.ctx); err != nil || total(c) != 0 {
+		t.Errorf("Counts after SetMeta = %v, %v; want none", c, err)
 	}
 }
 
