@@ -46,7 +46,7 @@
 // The content checks (check.go): enumerations (sex, statuses, routes,
 // sites, instruments, dose units), the formulary and the route allowed for
 // the product, adverse_events and not_done_reason from the Config
-// (not_done_reason required with status not-done and allowed only then),
+// (not_done_reason allowed only with status not-done, and optional then),
 // positive doses at most Limits.MaxDoseMg or Limits.MaxDoseMgPerKg (an
 // administration in mg/kg needs weight_kg, and the mg it gives is held to
 // MaxDoseMg too), NPIs (10 digits, Luhn check digit over "80840" + the
