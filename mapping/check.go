@@ -243,6 +243,10 @@ func (c *recordChecker) administration(a *Administration) {
 			c.doseCeiling(a.Dose, nil)
 		case c.bad("weight_kg"):
 			c.doseCeiling(a.Dose, nil)
+		case a.WeightKg == nil && a.Status == "not-done":
+			// No dose was given, so no mg is computed or sent: the
+			// planned dose in mg/kg needs no weight.
+			c.doseCeiling(a.Dose, nil)
 		case a.WeightKg == nil:
 			c.fail("dose.unit", "mg/kg needs weight_kg")
 		case weightOK:

@@ -49,7 +49,8 @@
 // (not_done_reason allowed only with status not-done, and optional then),
 // positive doses at most Limits.MaxDoseMg or Limits.MaxDoseMgPerKg (an
 // administration in mg/kg needs weight_kg, and the mg it gives is held to
-// MaxDoseMg too), NPIs (10 digits, Luhn check digit over "80840" + the
+// MaxDoseMg too, unless its status is not-done: no dose was given, so no
+// mg is computed), NPIs (10 digits, Luhn check digit over "80840" + the
 // first nine), plausible vitals (systolic 40-300, diastolic 20-200 and
 // below systolic, heart_rate 20-300, spo2 50-100, at least one measure),
 // weight_kg 2-400, session and sessions at least 1, frequency N/day,

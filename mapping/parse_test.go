@@ -353,6 +353,8 @@ func TestParseAdministrationChecks(t *testing.T) {
 		{"ended_at in the future", b, map[string]any{"ended_at": "2025-06-02T00:00:00Z"}, "ended_at"},
 		{"dose unit mL", b, map[string]any{"dose.unit": "mL"}, "dose.unit"},
 		{"mg/kg without weight", b, map[string]any{"weight_kg": deleted}, "dose.unit"},
+		{"mg/kg without weight, not done", b, map[string]any{"weight_kg": deleted, "status": "not-done"}, ""},
+		{"mg/kg without weight, not done, above per-kg ceiling", b, map[string]any{"weight_kg": deleted, "status": "not-done", "dose.value": 5.01}, "dose.value"},
 		{"mg/kg above per-kg ceiling", b, map[string]any{"dose.value": 5.01}, "dose.value"},
 		{"mg/kg gives mg above ceiling", b, map[string]any{"dose.value": 4, "weight_kg": 130}, "dose.value"},
 		{"mg above ceiling", b, map[string]any{"dose": map[string]any{"value": 501, "unit": "mg"}}, "dose.value"},
