@@ -25,9 +25,11 @@
 //
 //   - read, vread, create, update, delete and instance _history, with
 //     increasing version ids, ETag W/"n", Location with _history and
-//     Last-Modified; If-Match (412 on a mismatch), If-None-Match on read
-//     (304); update as create (switchable off with WithUpdateCreate, then
-//     405);
+//     Last-Modified; If-Match on update, in the header and in Bundle
+//     entry.request.ifMatch (W/"n", "n", a list of them, "*", or a bare
+//     version id n: 412 when none is the current version, 400 only for a
+//     value that is not an ETag); If-None-Match on read (304); update as
+//     create (switchable off with WithUpdateCreate, then 405);
 //   - conditional create (If-None-Exist: 201, 200 when one resource
 //     matches, 412 when several do), conditional update (PUT
 //     Type?criteria) and conditional delete (one match);
