@@ -62,7 +62,8 @@
 // Every written resource is validated with google/fhir/go: 400 when the body
 // is not JSON or its resourceType is missing or wrong, 422 when the resource
 // is not valid R4, each with an OperationOutcome whose issues carry FHIR
-// paths (Observation.subject, Bundle.entry[2].resource.status). With
+// paths (Observation.subject, Bundle.entry[2].resource.status), in a stable
+// order: by path (indexes as numbers), then code and diagnostics. With
 // referential integrity on (the default, WithReferentialIntegrity) a write
 // whose reference to this server does not resolve is a 422 and deleting a
 // referenced resource is a 409. The server stores the resource's JSON as
