@@ -13,8 +13,9 @@
 //	if dups := srv.DuplicateIdentifiers(); len(dups) > 0 { ... }
 //
 // NewUnstartedServer returns a server that is not listening, for setting up
-// data (Add) and faults first; Start starts it, or Handler serves it on a
-// listener of your own (the `ketamine-fhir ehr` command does that).
+// data (Add) and faults first; Start or StartTLS starts it, or Handler
+// serves it on a listener of your own (the `ketamine-fhir ehr` command does
+// that).
 //
 // # The FHIR API
 //
@@ -89,9 +90,18 @@
 // # Inspection
 //
 // Count and Counts give live resources per type, Get the stored JSON,
-// Requests the requests received with the status the client saw and the
-// fault injected, IdentifierHolders and DuplicateIdentifiers who holds an
-// identifier, and Reset empties the server.
+// Requests the requests received with the status the client saw, the fault
+// injected and the protocol (HTTP/1.1 or HTTP/2.0), Connections the TCP
+// connections accepted (a client that reuses its connections opens none
+// at steady state), IdentifierHolders and DuplicateIdentifiers who holds
+// an identifier, and Reset empties the server.
+//
+// # TLS and HTTP/2
+//
+// StartTLS serves HTTPS with a test certificate and offers HTTP/2 as well
+// as HTTP/1.1 (ALPN), as most EHRs do; Client trusts the certificate and
+// speaks HTTP/2. Over HTTP/2 a dropped request (DropNext, SetDropRate,
+// LoseDrop) resets its stream rather than the whole connection.
 //
 // # Concurrency and scale
 //
