@@ -112,7 +112,12 @@
 // with fhirvalidate.Validate before it is marshalled, and carries a
 // business identifier (Identifier: {Base/kind, local id}, derived ones
 // Base/administration-observation with a stable suffix) that makes writes
-// idempotent. Codes come only from shared/reference/clinical-codes.md;
+// idempotent. Times (authoredOn, effective[x]) are the record's instants
+// written in UTC, such as 2025-03-04T14:30:00Z for 09:30:00-05:00: the
+// offsets are not kept, because UTC is the only zone google/fhir/go
+// marshals without loading a time zone (see protoUTC in mapper.go).
+// Calendar dates (birthDate, a lot's expirationDate) are written as given.
+// Codes come only from shared/reference/clinical-codes.md;
 // concepts without a verified code (MADRS and QIDS-SR16, products with no
 // verified RxNorm) get a coding in the clinic's own code system plus text.
 // A Lookup tells the mapper how to refer to other records (literal EHR

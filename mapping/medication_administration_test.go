@@ -164,7 +164,7 @@ func TestAdministrationEffectiveAndReferences(t *testing.T) {
 	}
 
 	im := decode(t, mapOK(t, m, &Record{Kind: KindAdministration, Administration: fixtureAdminIM()}, literalLookup())[0])
-	if got := jstr(im, "effectiveDateTime"); got != "2025-03-04T09:30:00-05:00" {
+	if got := jstr(im, "effectiveDateTime"); got != "2025-03-04T14:30:00Z" {
 		t.Errorf("effectiveDateTime = %q", got)
 	}
 	if jstr(im, "request.reference") != "MedicationRequest/456" || jstr(im, "subject.reference") != "Patient/123" {
