@@ -13,8 +13,9 @@
 //	if dups := srv.DuplicateIdentifiers(); len(dups) > 0 { ... }
 //
 // NewUnstartedServer returns a server that is not listening, for setting up
-// data (Add) and faults first; Start starts it, or Handler serves it on a
-// listener of your own (the `ketamine-fhir ehr` command does that).
+// data (Add) and faults first; Start or StartTLS starts it, or Handler
+// serves it on a listener of your own (the `ketamine-fhir ehr` command does
+// that).
 //
 // # The FHIR API
 //
@@ -25,9 +26,11 @@
 //
 //   - read, vread, create, update, delete and instance _history, with
 //     increasing version ids, ETag W/"n", Location with _history and
-//     Last-Modified; If-Match (412 on a mismatch), If-None-Match on read
-//     (304); update as create (switchable off with WithUpdateCreate, then
-//     405);
+//     Last-Modified; If-Match on update, in the header and in Bundle
+//     entry.request.ifMatch (W/"n", "n", a list of them, "*", or a bare
+//     version id n: 412 when none is the current version, 400 only for a
+//     value that is not an ETag); If-None-Match on read (304); update as
+//     create (switchable off with WithUpdateCreate, then 405);
 //   - conditional create (If-None-Exist: 201, 200 when one resource
 //     matches, 412 when several do), conditional update (PUT
 //     Type?criteria) and conditional delete (one match);
@@ -60,7 +63,8 @@
 // Every written resource is validated with google/fhir/go: 400 when the body
 // is not JSON or its resourceType is missing or wrong, 422 when the resource
 // is not valid R4, each with an OperationOutcome whose issues carry FHIR
-// paths (Observation.subject, Bundle.entry[2].resource.status). With
+// paths (Observation.subject, Bundle.entry[2].resource.status), in a stable
+// order: by path (indexes as numbers), then code and diagnostics. With
 // referential integrity on (the default, WithReferentialIntegrity) a write
 // whose reference to this server does not resolve is a 422 and deleting a
 // referenced resource is a 409. The server stores the resource's JSON as
@@ -86,9 +90,18 @@
 // # Inspection
 //
 // Count and Counts give live resources per type, Get the stored JSON,
-// Requests the requests received with the status the client saw and the
-// fault injected, IdentifierHolders and DuplicateIdentifiers who holds an
-// identifier, and Reset empties the server.
+// Requests the requests received with the status the client saw, the fault
+// injected and the protocol (HTTP/1.1 or HTTP/2.0), Connections the TCP
+// connections accepted (a client that reuses its connections opens none
+// at steady state), IdentifierHolders and DuplicateIdentifiers who holds
+// an identifier, and Reset empties the server.
+//
+// # TLS and HTTP/2
+//
+// StartTLS serves HTTPS with a test certificate and offers HTTP/2 as well
+// as HTTP/1.1 (ALPN), as most EHRs do; Client trusts the certificate and
+// speaks HTTP/2. Over HTTP/2 a dropped request (DropNext, SetDropRate,
+// LoseDrop) resets its stream rather than the whole connection.
 //
 // # Concurrency and scale
 //

@@ -127,3 +127,23 @@ func ExampleNewUnstartedServer() {
 	// 200 OK W/"1"
 	// true
 }
+
+// A client at steady state reuses its connection: over HTTP/2 (StartTLS)
+// concurrent requests share one.
+func ExampleServer_Connections() {
+	srv := fhirtest.NewUnstartedServer()
+	srv.StartTLS()
+	defer srv.Close()
+
+	for i := 0; i < 3; i++ {
+		if _, err := create(srv); err != nil {
+			log.Fatal(err)
+		}
+	}
+	reqs := srv.Requests()
+	fmt.Println("requests:", len(reqs), "over", reqs[len(reqs)-1].Proto)
+	fmt.Println("connections:", srv.Connections())
+	// Output:
+	// requests: 3 over HTTP/2.0
+	// connections: 1
+}

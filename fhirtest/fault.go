@@ -16,7 +16,8 @@ type LoseMode int
 const (
 	// LoseDrop commits, then closes the connection without an answer (by
 	// aborting the handler with http.ErrAbortHandler, so it needs a real
-	// HTTP server around the handler).
+	// HTTP server around the handler; over HTTP/2 only the request's
+	// stream is reset).
 	LoseDrop LoseMode = iota + 1
 	// Lose503 commits, then answers 503 Service Unavailable with Retry-After.
 	Lose503
@@ -233,6 +234,8 @@ func (s *Server) SetLatency(min, max time.Duration) {
 // DropNext closes the connection of the next n requests without processing
 // them or answering. n <= 0 cancels it. Dropping aborts the handler with
 // http.ErrAbortHandler, so it needs a real HTTP server around the handler.
+// Over HTTP/2 (StartTLS) that resets the request's stream: the client sees
+// the request fail, while the connection and its other requests go on.
 func (s *Server) DropNext(n int) {
 	s.faults.mu.Lock()
 	defer s.faults.mu.Unlock()

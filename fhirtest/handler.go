@@ -65,7 +65,7 @@ func isWrite(r *http.Request) bool {
 
 // serveHTTP applies faults around the FHIR handler and logs the request.
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	entry := RequestLog{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Time: s.now()}
+	entry := RequestLog{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Proto: r.Proto, Time: s.now()}
 	write := isWrite(r)
 	plan := s.faults.plan(entry.Time, write)
 	if plan.rateLimited {
@@ -436,13 +436,79 @@ func (s *Server) serveSearch(ctx *reqCtx, typ string, params url.Values) *respon
 
 func etag(vid int) string { return `W/"` + strconv.Itoa(vid) + `"` }
 
-// parseETag reads W/"n" (or "n") as a version id.
-func parseETag(v string) (int, bool) {
+// ifMatch is a parsed If-Match header or Bundle entry.request.ifMatch.
+type ifMatch struct {
+	any  bool     // "*": any current version
+	tags []string // the opaque tags, without W/ and quotes
+}
+
+// parseIfMatch reads an If-Match value (RFC 9110 section 13.1.1): "*" or a
+// comma-separated list of entity tags, W/"x" or "x". As HAPI FHIR does, it
+// also takes a bare version id ("3", which some clients send in
+// Bundle entry.request.ifMatch) as the tag "3". ok is false when v is none
+// of these: that is a 400, while a well-formed tag that is not the current
+// version is a 412.
+func parseIfMatch(v string) (m ifMatch, ok bool) {
 	v = strings.TrimSpace(v)
-	v = strings.TrimPrefix(v, "W/")
-	v = strings.Trim(v, `"`)
-	n, err := strconv.Atoi(v)
-	return n, err == nil && n > 0
+	switch {
+	case v == "":
+		return m, false
+	case v == "*":
+		return ifMatch{any: true}, true
+	case allDigits(v):
+		return ifMatch{tags: []string{v}}, true
+	}
+	for {
+		v = strings.TrimLeft(v, " \t")
+		v = strings.TrimPrefix(v, "W/")
+		if !strings.HasPrefix(v, `"`) {
+			return ifMatch{}, false
+		}
+		end := strings.IndexByte(v[1:], '"')
+		if end < 0 {
+			return ifMatch{}, false
+		}
+		tag := v[1 : 1+end]
+		for i := 0; i < len(tag); i++ {
+			// etagc: %x21 / %x23-7E / obs-text
+			if c := tag[i]; c <= 0x20 || c == 0x7f {
+				return ifMatch{}, false
+			}
+		}
+		m.tags = append(m.tags, tag)
+		v = strings.TrimLeft(v[2+end:], " \t")
+		if v == "" {
+			return m, true
+		}
+		if v[0] != ',' {
+			return ifMatch{}, false
+		}
+		v = v[1:]
+	}
+}
+
+// matches reports whether the current version vid satisfies m. FHIR
+// versions are weak ETags, so W/"3" and "3" both match version 3.
+func (m ifMatch) matches(vid int) bool {
+	if m.any {
+		return true
+	}
+	cur := strconv.Itoa(vid)
+	for _, t := range m.tags {
+		if t == cur {
+			return true
+		}
+	}
+	return false
+}
+
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
 }
 
 func httpTime(micros int64) string {

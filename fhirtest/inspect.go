@@ -15,6 +15,9 @@ type RequestLog struct {
 	Path string
 	// Query is the raw query string (conditional URLs carry identifiers).
 	Query string
+	// Proto is the protocol the request came over: "HTTP/1.1", or
+	// "HTTP/2.0" (see StartTLS).
+	Proto string
 	// Time is when the request arrived, by the server's clock.
 	Time time.Time
 	// Status is the status the client received; 0 when the connection was
@@ -69,6 +72,14 @@ func (l *requestLog) reset() {
 // Requests returns the requests received, oldest first, in the order they
 // were answered (up to WithRequestLogLimit, the most recent).
 func (s *Server) Requests() []RequestLog { return s.log.snapshot() }
+
+// Connections returns the number of TCP connections the server has
+// accepted since Start or StartTLS, or since the last Reset: a client that
+// reuses its connections (keep-alive, HTTP/2) opens none at steady state.
+// Dropped connections (DropNext, LoseDrop) and CloseClientConnections make
+// clients open new ones. It counts only connections of a server started
+// with Start or StartTLS, not those of Handler served on your own listener.
+func (s *Server) Connections() int { return int(s.conns.Load()) }
 
 // Count returns the number of live (not deleted) resources of a type.
 func (s *Server) Count(resourceType string) int {
@@ -189,14 +200,16 @@ func (s *Server) DuplicateIdentifiers() []DuplicateIdentifier {
 	return out
 }
 
-// Reset deletes every resource and its history, clears the request log and
-// restarts server-assigned ids from 1. Options and faults are kept.
+// Reset deletes every resource and its history, clears the request log,
+// sets Connections to 0 and restarts server-assigned ids from 1. Options,
+// faults and open connections are kept.
 func (s *Server) Reset() {
 	s.store.mu.Lock()
 	s.store.types = map[string]*typeStore{}
 	s.store.nextID, s.store.seq = 0, 0
 	s.store.mu.Unlock()
 	s.log.reset()
+	s.conns.Store(0)
 }
 
 // Add stores a resource directly, without HTTP and without faults, for

@@ -175,15 +175,15 @@ func (s *Server) update(t *tx, p *parsedResource, id, ifMatch string, entry int)
 	r := ts.byID[id]
 	exists := r != nil && r.live()
 	if ifMatch != "" {
-		want, ok := parseETag(ifMatch)
+		m, ok := parseIfMatch(ifMatch)
 		if !ok {
-			return nil, errorf(400, "invalid", `If-Match must be a version ETag such as W/"3"`)
+			return nil, errorf(400, "invalid", `If-Match must be an ETag such as W/"3"`)
 		}
 		if !exists {
 			return nil, errorf(http.StatusPreconditionFailed, "not-found", "If-Match: %s/%s does not exist", p.typ, id)
 		}
-		if r.vid() != want {
-			return nil, errorf(http.StatusPreconditionFailed, "conflict", "If-Match: version %d is not the current version %d", want, r.vid())
+		if !m.matches(r.vid()) {
+			return nil, errorf(http.StatusPreconditionFailed, "conflict", "If-Match: the current version is %s", etag(r.vid()))
 		}
 	}
 	r = t.put(ts, id, p, methodPUT, entry)

@@ -1,9 +1,11 @@
 package fhirtest
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 )
 
@@ -77,6 +79,58 @@ func (e *fhirError) inEntry(entryExpr string) *fhirError {
 		}
 	}
 	return e
+}
+
+// sortIssues puts issues in a stable order: by expression (list indexes
+// compared as numbers, so entry[2] comes before entry[10]), then code, then
+// diagnostics. google/fhir/go reports validation problems in map order,
+// which changes from run to run; a client's tests must see one order.
+func sortIssues(issues []issue) {
+	slices.SortStableFunc(issues, func(a, b issue) int {
+		if c := slices.CompareFunc(a.Expression, b.Expression, comparePaths); c != 0 {
+			return c
+		}
+		if c := strings.Compare(a.Code, b.Code); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Diagnostics, b.Diagnostics)
+	})
+}
+
+// comparePaths compares two FHIRPath expressions as text, except that runs
+// of digits compare as numbers.
+func comparePaths(a, b string) int {
+	for a != "" && b != "" {
+		da, db := digitRun(a), digitRun(b)
+		if da > 0 && db > 0 {
+			na, nb := strings.TrimLeft(a[:da], "0"), strings.TrimLeft(b[:db], "0")
+			if c := cmp.Compare(len(na), len(nb)); c != 0 {
+				return c
+			}
+			if c := strings.Compare(na, nb); c != 0 {
+				return c
+			}
+			if c := cmp.Compare(da, db); c != 0 {
+				return c
+			}
+			a, b = a[da:], b[db:]
+			continue
+		}
+		if a[0] != b[0] {
+			return cmp.Compare(a[0], b[0])
+		}
+		a, b = a[1:], b[1:]
+	}
+	return cmp.Compare(len(a), len(b))
+}
+
+// digitRun returns the number of ASCII digits s starts with.
+func digitRun(s string) int {
+	n := 0
+	for n < len(s) && s[n] >= '0' && s[n] <= '9' {
+		n++
+	}
+	return n
 }
 
 // outcomeJSON renders an OperationOutcome with the given issues.

@@ -56,6 +56,7 @@ func (v *validator) validate(raw []byte) *fhirError {
 		if len(issues) == 0 {
 			return errorf(422, "structure", "resource could not be read as FHIR R4")
 		}
+		sortIssues(issues)
 		return &fhirError{status: 422, issues: issues}
 	}
 	var issues []issue
@@ -77,6 +78,7 @@ func (v *validator) validate(raw []byte) *fhirError {
 		}
 	}
 	if len(issues) > 0 {
+		sortIssues(issues)
 		return &fhirError{status: 422, issues: issues}
 	}
 	return nil

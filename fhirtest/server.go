@@ -2,10 +2,12 @@ package fhirtest
 
 import (
 	"crypto/tls"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -27,6 +29,7 @@ type Server struct {
 	faults    *faults
 	validator *validator
 	log       requestLog
+	conns     atomic.Int64 // TCP connections accepted, see Connections
 
 	mu      sync.Mutex // guards ts and started
 	ts      *httptest.Server
@@ -161,7 +164,10 @@ func NewUnstartedServer(opts ...Option) *Server {
 // server was already started.
 func (s *Server) Start() { s.start(false) }
 
-// StartTLS is Start with TLS; Client trusts the server's certificate.
+// StartTLS is Start with TLS, offering HTTP/2 and HTTP/1.1 (ALPN h2 and
+// http/1.1, like httptest.Server with EnableHTTP2). Client trusts the
+// server's certificate and speaks HTTP/2; a client that does not ask for
+// h2 gets HTTP/1.1. RequestLog.Proto says which one a request came over.
 func (s *Server) StartTLS() { s.start(true) }
 
 func (s *Server) start(useTLS bool) {
@@ -172,6 +178,12 @@ func (s *Server) start(useTLS bool) {
 	}
 	s.started = true
 	ts := httptest.NewUnstartedServer(s.Handler())
+	// httptest chains its own connection tracking in front of this hook.
+	ts.Config.ConnState = func(_ net.Conn, state http.ConnState) {
+		if state == http.StateNew {
+			s.conns.Add(1)
+		}
+	}
 	scheme := "http"
 	if useTLS {
 		scheme = "https"
@@ -179,7 +191,8 @@ func (s *Server) start(useTLS bool) {
 	// Set URL before serving, so handlers read it without a race.
 	s.URL = scheme + "://" + ts.Listener.Addr().String() + s.cfg.basePath
 	if useTLS {
-		ts.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+		ts.EnableHTTP2 = true
+		ts.TLS = &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
 		ts.StartTLS()
 	} else {
 		ts.Start()
@@ -212,7 +225,8 @@ func (s *Server) CloseClientConnections() {
 }
 
 // Client returns an HTTP client set up for the server (trusting its TLS
-// certificate). Before Start it returns a plain client.
+// certificate, and speaking HTTP/2 after StartTLS). Before Start it
+// returns a plain client.
 func (s *Server) Client() *http.Client {
 	s.mu.Lock()
 	ts := s.ts

@@ -210,6 +210,22 @@ func TestTransactionRollsBack(t *testing.T) {
 			status: 412, expr: "Bundle.entry[2]",
 		},
 		{
+			name: "non-numeric If-Match ETag",
+			bundle: bundle("transaction",
+				entry("", patientJSON("", "NEW"), "POST", "Patient"),
+				entry("", strings.Replace(p1, "female", "male", 1), "PUT", "Patient/p1", "ifMatch", `W/"abc"`),
+			),
+			status: 412, expr: "Bundle.entry[1]",
+		},
+		{
+			name: "If-Match that is not an ETag",
+			bundle: bundle("transaction",
+				entry("", patientJSON("", "NEW"), "POST", "Patient"),
+				entry("", strings.Replace(p1, "female", "male", 1), "PUT", "Patient/p1", "ifMatch", `abc`),
+			),
+			status: 400, expr: "Bundle.entry[1]",
+		},
+		{
 			name: "conditional create with several matches",
 			bundle: bundle("transaction",
 				entry("", patientJSON("", "NEW"), "POST", "Patient"),
@@ -286,6 +302,28 @@ func TestTransactionRollsBack(t *testing.T) {
 				t.Errorf("p2 as before: %v", ids)
 			}
 		})
+	}
+}
+
+func TestBatchIfMatch(t *testing.T) {
+	t.Parallel()
+	s, c := setup(t)
+	mustAdd(t, s, patientJSON("p1", "M1"))
+	male := strings.Replace(patientJSON("p1", "M1"), "female", "male", 1)
+	r := c.do("POST", "", bundle("batch",
+		entry("", male, "PUT", "Patient/p1", "ifMatch", `W/"abc"`),
+		entry("", male, "PUT", "Patient/p1", "ifMatch", `W/1`),
+		entry("", male, "PUT", "Patient/p1", "ifMatch", `"1"`),
+		entry("", male, "PUT", "Patient/p1", "ifMatch", `W/"1"`),
+	))
+	if r.status != 200 || r.get("type") != "batch-response" {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	want := []string{"412 Precondition Failed", "400 Bad Request", "200 OK", "412 Precondition Failed"}
+	for i, w := range want {
+		if got := r.get("entry." + str(float64(i)) + ".response.status"); got != w {
+			t.Errorf("entry %d status = %v, want %s", i, got, w)
+		}
 	}
 }
 

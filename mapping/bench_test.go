@@ -202,16 +202,16 @@ func bCC(text string, codings ...*dtpb.Coding) *dtpb.CodeableConcept {
 	}
 	return cc
 }
+
+// bDateTime is the DateTime of an RFC 3339 time, in UTC ("Z", the one
+// zone jsonformat resolves without time.LoadLocation), as the Mapper
+// builds it.
 func bDateTime(s string) *dtpb.DateTime {
 	t, err := time.Parse(time.RFC3339, s)
 	if err != nil {
 		panic(err)
 	}
-	tz := "Z"
-	if _, off := t.Zone(); off != 0 {
-		tz = t.Format("-07:00")
-	}
-	return &dtpb.DateTime{ValueUs: t.UnixMicro(), Timezone: tz, Precision: dtpb.DateTime_SECOND}
+	return &dtpb.DateTime{ValueUs: t.UnixMicro(), Timezone: "Z", Precision: dtpb.DateTime_SECOND}
 }
 func bQuantity(v, unit, code string) *dtpb.Quantity {
 	return &dtpb.Quantity{Value: &dtpb.Decimal{Value: v}, Unit: bStr(unit), System: bURI("http://unitsofmeasure.org"), Code: &dtpb.Code{Value: code}}
@@ -248,7 +248,7 @@ func barePatient() []*bcrpb.ContainedResource {
 			{System: &dtpb.ContactPoint_SystemCode{Value: cpb.ContactPointSystemCode_EMAIL}, Value: bStr("adaeze@example.org")},
 		},
 		Gender:    &ppb.Patient_GenderCode{Value: cpb.AdministrativeGenderCode_FEMALE},
-		BirthDate: &dtpb.Date{ValueUs: time.Date(1984, 7, 19, 0, 0, 0, 0, time.UTC).UnixMicro(), Timezone: "UTC", Precision: dtpb.Date_DAY},
+		BirthDate: &dtpb.Date{ValueUs: time.Date(1984, 7, 19, 0, 0, 0, 0, time.UTC).UnixMicro(), Timezone: "Z", Precision: dtpb.Date_DAY},
 	}
 	return []*bcrpb.ContainedResource{{OneofResource: &bcrpb.ContainedResource_Patient{Patient: p}}}
 }
@@ -297,7 +297,7 @@ func bareAdministration() []*bcrpb.ContainedResource {
 		Id:    &dtpb.Id{Value: "med"},
 		Code:  bCC("ketamine 100 MG/ML Injectable Solution", bCoding("http://www.nlm.nih.gov/research/umls/rxnorm", "238083", "")),
 		Form:  bCC("", bCoding("http://snomed.info/sct", "385219001", "Injection solution (qualifier value)")),
-		Batch: &medpb.Medication_Batch{LotNumber: bStr("KX2291"), ExpirationDate: &dtpb.DateTime{ValueUs: time.Date(2026, 1, 31, 0, 0, 0, 0, time.UTC).UnixMicro(), Timezone: "UTC", Precision: dtpb.DateTime_DAY}},
+		Batch: &medpb.Medication_Batch{LotNumber: bStr("KX2291"), ExpirationDate: &dtpb.DateTime{ValueUs: time.Date(2026, 1, 31, 0, 0, 0, 0, time.UTC).UnixMicro(), Timezone: "Z", Precision: dtpb.DateTime_DAY}},
 	}
 	packed, err := anypb.New(&bcrpb.ContainedResource{OneofResource: &bcrpb.ContainedResource_Medication{Medication: med}})
 	if err != nil {

@@ -243,6 +243,10 @@ func (c *recordChecker) administration(a *Administration) {
 			c.doseCeiling(a.Dose, nil)
 		case c.bad("weight_kg"):
 			c.doseCeiling(a.Dose, nil)
+		case a.WeightKg == nil && a.Status == "not-done":
+			// No dose was given, so no mg is computed or sent: the
+			// planned dose in mg/kg needs no weight.
+			c.doseCeiling(a.Dose, nil)
 		case a.WeightKg == nil:
 			c.fail("dose.unit", "mg/kg needs weight_kg")
 		case weightOK:
@@ -268,13 +272,13 @@ func (c *recordChecker) administration(a *Administration) {
 			c.fail(field, "repeated code")
 		}
 	}
-	if !c.bad("not_done_reason") && !c.bad("status") {
+	// not_done_reason is optional even with status not-done (DESIGN.md
+	// section 2; FHIR statusReason is 0..*): the note then says why.
+	if a.NotDoneReason != "" && !c.bad("not_done_reason") && !c.bad("status") {
 		switch {
-		case a.Status == "not-done" && a.NotDoneReason == "":
-			c.fail("not_done_reason", "required when status is not-done")
-		case a.Status != "not-done" && a.NotDoneReason != "":
+		case a.Status != "not-done":
 			c.fail("not_done_reason", "only allowed when status is not-done")
-		case a.NotDoneReason != "" && !inConfig(c.p.cfg.NotDoneReasons, a.NotDoneReason):
+		case !inConfig(c.p.cfg.NotDoneReasons, a.NotDoneReason):
 			c.fail("not_done_reason", "unknown reason")
 		}
 	}

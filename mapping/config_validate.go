@@ -21,9 +21,10 @@ import (
 // usable in records, a display, a known ingredient and form, positive
 // strengths, known routes without repeats, and an RxNorm code and NDC of
 // the right shape when given; the adverse_events and not_done_reasons
-// codes are usable in records and have a display, and there is at least
-// one not_done_reason; the limits are positive (the clock skew may be 0);
-// time_zone is an IANA zone name known to this system ("" means UTC).
+// codes are usable in records and have a display (either list may be
+// empty: not_done_reason is optional); the limits are positive (the clock
+// skew may be 0); time_zone is an IANA zone name known to this system (""
+// means UTC).
 func (c *Config) Validate() error {
 	var v configValidator
 	v.uri("identifiers.base", c.Identifiers.Base, true)
@@ -45,9 +46,6 @@ func (c *Config) Validate() error {
 		if strings.TrimSpace(c.AdverseEvents[code]) == "" {
 			v.add(key, "empty display")
 		}
-	}
-	if len(c.NotDoneReasons) == 0 {
-		v.add("not_done_reasons", "empty: a not-done administration needs a reason")
 	}
 	for _, code := range sortedConfigKeys(c.NotDoneReasons) {
 		key := "not_done_reasons." + safeText(code, 64)

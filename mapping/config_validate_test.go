@@ -48,7 +48,10 @@ func TestConfigValidate(t *testing.T) {
 			c.Formulary[" k"] = c.Formulary["ketamine-10mg-ml"]
 		}, []string{`formulary." k": code with leading or trailing space or a control character`}},
 		{"adverse event without display", func(c *Config) { c.AdverseEvents["itching"] = " " }, []string{"adverse_events.itching: empty display"}},
-		{"no not-done reasons", func(c *Config) { c.NotDoneReasons = map[string]string{} }, []string{"not_done_reasons: empty: a not-done administration needs a reason"}},
+		// not_done_reason is optional (DESIGN.md section 2), so a clinic
+		// may configure no codes, as it may configure no adverse events.
+		{"no not-done reasons", func(c *Config) { c.NotDoneReasons = map[string]string{} }, nil},
+		{"no adverse events", func(c *Config) { c.AdverseEvents = nil }, nil},
 		{"limits", func(c *Config) { c.Limits = Limits{MaxDoseMg: 0, MaxDoseMgPerKg: -1, ClockSkewSeconds: -5} }, []string{
 			"limits.max_dose_mg: must be positive", "limits.max_dose_mg_per_kg: must be positive", "limits.clock_skew_seconds: must not be negative"}},
 		{"zero skew", func(c *Config) { c.Limits.ClockSkewSeconds = 0 }, nil},
@@ -85,12 +88,12 @@ func TestConfigValidateReportsEverything(t *testing.T) {
 	if !errors.As(err, &ce) {
 		t.Fatalf("error %v", err)
 	}
-	for _, key := range []string{"identifiers.base", "formulary", "not_done_reasons", "limits.max_dose_mg", "limits.max_dose_mg_per_kg"} {
+	for _, key := range []string{"identifiers.base", "formulary", "limits.max_dose_mg", "limits.max_dose_mg_per_kg"} {
 		if !strings.Contains(err.Error(), key+": ") {
 			t.Errorf("%q does not name %s", err, key)
 		}
 	}
-	if len(ce.Problems) != 5 {
+	if len(ce.Problems) != 4 {
 		t.Errorf("problems %q", ce.Problems)
 	}
 }

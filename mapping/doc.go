@@ -46,10 +46,11 @@
 // The content checks (check.go): enumerations (sex, statuses, routes,
 // sites, instruments, dose units), the formulary and the route allowed for
 // the product, adverse_events and not_done_reason from the Config
-// (not_done_reason required with status not-done and allowed only then),
+// (not_done_reason allowed only with status not-done, and optional then),
 // positive doses at most Limits.MaxDoseMg or Limits.MaxDoseMgPerKg (an
 // administration in mg/kg needs weight_kg, and the mg it gives is held to
-// MaxDoseMg too), NPIs (10 digits, Luhn check digit over "80840" + the
+// MaxDoseMg too, unless its status is not-done: no dose was given, so no
+// mg is computed), NPIs (10 digits, Luhn check digit over "80840" + the
 // first nine), plausible vitals (systolic 40-300, diastolic 20-200 and
 // below systolic, heart_rate 20-300, spo2 50-100, at least one measure),
 // weight_kg 2-400, session and sessions at least 1, frequency N/day,
@@ -111,7 +112,12 @@
 // with fhirvalidate.Validate before it is marshalled, and carries a
 // business identifier (Identifier: {Base/kind, local id}, derived ones
 // Base/administration-observation with a stable suffix) that makes writes
-// idempotent. Codes come only from shared/reference/clinical-codes.md;
+// idempotent. Times (authoredOn, effective[x]) are the record's instants
+// written in UTC, such as 2025-03-04T14:30:00Z for 09:30:00-05:00: the
+// offsets are not kept, because UTC is the only zone google/fhir/go
+// marshals without loading a time zone (see protoUTC in mapper.go).
+// Calendar dates (birthDate, a lot's expirationDate) are written as given.
+// Codes come only from shared/reference/clinical-codes.md;
 // concepts without a verified code (MADRS and QIDS-SR16, products with no
 // verified RxNorm) get a coding in the clinic's own code system plus text.
 // A Lookup tells the mapper how to refer to other records (literal EHR

@@ -623,17 +623,50 @@ func TestMapperKeepsItsOwnConfig(t *testing.T) {
 	}
 }
 
-func TestMapKeepsTimeOffsetsAndPrecision(t *testing.T) {
+// TestMapTimesInUTC checks that times are written in UTC ("Z", which
+// google/fhir/go marshals without loading a time zone), as the same
+// instants, with the precision of their fraction.
+func TestMapTimesInUTC(t *testing.T) {
 	m := newTestMapper(t)
 	a := fixtureAdminIV()
 	a.StartedAt = mustTime("2025-03-05T13:00:00.123456+05:30")
 	a.EndedAt = timePtr("2025-03-05T13:40:00.5-08:00")
 	obj := decode(t, mapOK(t, m, &Record{Kind: KindAdministration, Administration: a}, logicalLookup())[0])
-	if got := jstr(obj, "effectivePeriod.start"); got != "2025-03-05T13:00:00.123456+05:30" {
-		t.Errorf("start = %q", got)
+	for _, tc := range []struct {
+		path string
+		in   time.Time
+		want string
+	}{
+		{"effectivePeriod.start", a.StartedAt, "2025-03-05T07:30:00.123456Z"},
+		{"effectivePeriod.end", *a.EndedAt, "2025-03-05T21:40:00.500Z"},
+	} {
+		got := jstr(obj, tc.path)
+		if got != tc.want {
+			t.Errorf("%s = %q, want %q", tc.path, got, tc.want)
+		}
+		if at, err := time.Parse(time.RFC3339Nano, got); err != nil || !at.Equal(tc.in) {
+			t.Errorf("%s = %q is not the instant %v", tc.path, got, tc.in)
+		}
 	}
-	if got := jstr(obj, "effectivePeriod.end"); got != "2025-03-05T13:40:00.500-08:00" {
-		t.Errorf("end = %q", got)
+}
+
+// TestDatesInAnyZone checks that calendar dates come out as given whatever
+// the configured time zone, including zones east of UTC where local
+// midnight is the previous day in UTC.
+func TestDatesInAnyZone(t *testing.T) {
+	for _, tz := range []string{"UTC", "America/New_York", "Pacific/Kiritimati", "Pacific/Pago_Pago"} {
+		cfg := DefaultConfig()
+		cfg.TimeZone = tz
+		m, err := NewMapper(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := fixtureAdminIM()
+		a.LotExpires = "2026-01-31"
+		res := mapOK(t, m, &Record{Kind: KindAdministration, Administration: a}, literalLookup())
+		if got := string(res[0].JSON); !strings.Contains(got, `"expirationDate":"2026-01-31"`) {
+			t.Errorf("%s: lot expiry not 2026-01-31 in %s", tz, got)
+		}
 	}
 }
 

@@ -78,6 +78,33 @@ func TestAdministrationNotDoneNeedsNoWeight(t *testing.T) {
 	}
 }
 
+// TestAdministrationNotDoneWithoutReason checks that a dose not given
+// without a coded reason passes the checks and maps without statusReason
+// (0..* in FHIR R4), the note carrying the reason in words (DESIGN.md
+// section 2).
+func TestAdministrationNotDoneWithoutReason(t *testing.T) {
+	m := newTestMapper(t)
+	a := fixtureAdminNotDone()
+	a.NotDoneReason = ""
+	a.Note = "Deferred: patient arrived late."
+	a.Performer.NPI = "1456789019" // the fixture's NPI has no valid check digit
+	rec := &Record{Kind: KindAdministration, Administration: a}
+	if err := newRecParser().Check(rec); err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	res := mapOK(t, m, rec, literalLookup())
+	obj := decode(t, res[0])
+	if jstr(obj, "status") != "not-done" {
+		t.Errorf("status = %q", jstr(obj, "status"))
+	}
+	if jget(obj, "statusReason") != nil {
+		t.Errorf("statusReason = %v, want none", jget(obj, "statusReason"))
+	}
+	if got := jstr(obj, "note.0.text"); got != a.Note {
+		t.Errorf("note = %q, want %q", got, a.Note)
+	}
+}
+
 func TestAdministrationLot(t *testing.T) {
 	m := newTestMapper(t)
 	tests := []struct {
@@ -137,7 +164,7 @@ func TestAdministrationEffectiveAndReferences(t *testing.T) {
 	}
 
 	im := decode(t, mapOK(t, m, &Record{Kind: KindAdministration, Administration: fixtureAdminIM()}, literalLookup())[0])
-	if got := jstr(im, "effectiveDateTime"); got != "2025-03-04T09:30:00-05:00" {
+	if got := jstr(im, "effectiveDateTime"); got != "2025-03-04T14:30:00Z" {
 		t.Errorf("effectiveDateTime = %q", got)
 	}
 	if jstr(im, "request.reference") != "MedicationRequest/456" || jstr(im, "subject.reference") != "Patient/123" {

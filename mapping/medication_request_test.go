@@ -28,7 +28,7 @@ func TestMedicationRequest(t *testing.T) {
 		"intent":                                                "order",
 		"medicationCodeableConcept.text":                        "ketamine 100 MG/ML Injectable Solution",
 		"subject.reference":                                     "Patient/123",
-		"authoredOn":                                            "2025-03-03T14:05:00-05:00",
+		"authoredOn":                                            "2025-03-03T19:05:00Z",
 		"requester.type":                                        "Practitioner",
 		"requester.identifier.system":                           systemNPI,
 		"requester.identifier.value":                            "1234567893",

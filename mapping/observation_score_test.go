@@ -25,7 +25,7 @@ func TestScoreObservation(t *testing.T) {
 	checks := map[string]any{
 		"status":                         "final",
 		"valueInteger":                   float64(21),
-		"effectiveDateTime":              "2025-03-04T09:00:00-05:00",
+		"effectiveDateTime":              "2025-03-04T14:00:00Z",
 		"subject.reference":              "Patient/123",
 		"performer.0.type":               "Practitioner",
 		"performer.0.identifier.value":   "1234567893",

@@ -55,15 +55,15 @@ func TestVitalSignObservations(t *testing.T) {
 		at      string
 		q       []quantity
 	}{
-		{1, profileBP, [][3]string{{systemLOINC, "85354-9", "Blood pressure panel with all children optional"}}, "2025-03-04T09:25:00-05:00",
+		{1, profileBP, [][3]string{{systemLOINC, "85354-9", "Blood pressure panel with all children optional"}}, "2025-03-04T14:25:00Z",
 			[]quantity{{128, "mmHg", "mm[Hg]", "component.0.valueQuantity"}, {82, "mmHg", "mm[Hg]", "component.1.valueQuantity"}}},
-		{2, profileHeartRate, [][3]string{{systemLOINC, "8867-4", "Heart Rate"}}, "2025-03-04T09:25:00-05:00",
+		{2, profileHeartRate, [][3]string{{systemLOINC, "8867-4", "Heart Rate"}}, "2025-03-04T14:25:00Z",
 			[]quantity{{74, "beats/minute", "/min", "valueQuantity"}}},
 		{3, profileOxygenSat, [][3]string{{systemLOINC, "2708-6", "Oxygen saturation in Arterial blood"},
-			{systemLOINC, "59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry"}}, "2025-03-04T09:25:00-05:00",
+			{systemLOINC, "59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry"}}, "2025-03-04T14:25:00Z",
 			[]quantity{{98, "%", "%", "valueQuantity"}}},
-		{5, profileOxygenSat, nil, "2025-03-04T10:10:00-05:00", []quantity{{97.5, "%", "%", "valueQuantity"}}},
-		{6, profileBodyWeight, [][3]string{{systemLOINC, "29463-7", "Body Weight"}}, "2025-03-04T09:30:00-05:00",
+		{5, profileOxygenSat, nil, "2025-03-04T15:10:00Z", []quantity{{97.5, "%", "%", "valueQuantity"}}},
+		{6, profileBodyWeight, [][3]string{{systemLOINC, "29463-7", "Body Weight"}}, "2025-03-04T14:30:00Z",
 			[]quantity{{70.4, "kg", "kg", "valueQuantity"}}},
 	}
 	for _, tc := range tests {
@@ -113,7 +113,7 @@ func TestAdverseEventObservation(t *testing.T) {
 	if jstr(obj, "code.text") != "Dissociation" || jget(obj, "valueBoolean") != true {
 		t.Errorf("adverse event = %s", res[len(res)-1].JSON)
 	}
-	if jstr(obj, "effectiveDateTime") != "2025-03-04T09:30:00-05:00" || jget(obj, "meta") != nil {
+	if jstr(obj, "effectiveDateTime") != "2025-03-04T14:30:00Z" || jget(obj, "meta") != nil {
 		t.Errorf("adverse event = %s", res[len(res)-1].JSON)
 	}
 }
