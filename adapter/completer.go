@@ -165,7 +165,9 @@ func (p *pipeline) authSucceeded() {
 	was := p.authErr != nil
 	p.authErr = nil
 	p.authMu.Unlock()
-	if was {
+	if was || p.e.AuthPaused() != nil {
+		// A delivery went through: the pause (of this run or an earlier
+		// one) is over.
 		p.e.setAuthPaused(nil)
 		p.signal(p.kick)
 	}

@@ -55,8 +55,8 @@ type EHRConfig struct {
 	// record goes back to the outbox. Defaults to 3.
 	RetryMax int `yaml:"retry_max"`
 	// RetryWaitMin is the first wait before a request is tried again in
-	// memory (doubling, with jitter, up to RetryWaitMax). Defaults to
-	// 250ms.
+	// memory (doubling, with jitter, up to RetryWaitMax; a RetryWaitMin
+	// above RetryWaitMax means RetryWaitMax). Defaults to 250ms.
 	RetryWaitMin Duration `yaml:"retry_wait_min"`
 	// RetryWaitMax caps the backoff between short retries and any
 	// Retry-After the EHR asks for: a longer wait sends the record back to
@@ -535,8 +535,8 @@ func (c *Config) Validate() error {
 	if c.EHR.PauseThreshold <= 0 {
 		add("ehr.pause_threshold: must be positive")
 	}
-	if c.EHR.RetryWaitMin <= 0 || c.EHR.RetryWaitMin > c.EHR.RetryWaitMax {
-		add("ehr.retry_wait_min: must be positive and at most ehr.retry_wait_max")
+	if c.EHR.RetryWaitMin <= 0 {
+		add("ehr.retry_wait_min: must be positive")
 	}
 	if s.RetryMin <= 0 || s.RetryMax < s.RetryMin {
 		add("sync.retry_min, sync.retry_max: need 0 < retry_min <= retry_max")

@@ -1,7 +1,6 @@
 package adapter
 
 import (
-	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -99,7 +98,7 @@ func TestLoadConfigEnvOverrides(t *testing.T) {
 	cfg, err := LoadConfig(path, env(map[string]string{
 		"KETAMINE_FHIR_EHR_BASE_URL":       "https://ehr.example.org/api/FHIR/R4",
 		"KETAMINE_FHIR_PATIENTS_CREATE":    "false",
-		"KETAMINE_FHIR_SYNC_LEASE":         "1m",
+		"KETAMINE_FHIR_SYNC_LEASE":         "3m",
 		"KETAMINE_FHIR_SYNC_CONCURRENCY":   "3",
 		"KETAMINE_FHIR_IDENTIFIERS_BASE":   "https://other.example.org/sid",
 		"KETAMINE_FHIR_LIMITS_MAX_DOSE_MG": "250.5",
@@ -111,7 +110,7 @@ func TestLoadConfigEnvOverrides(t *testing.T) {
 	want := DefaultConfig()
 	want.EHR.BaseURL = "https://ehr.example.org/api/FHIR/R4"
 	want.Patients.Create = false
-	want.Sync.Lease = Duration(time.Minute)
+	want.Sync.Lease = Duration(3 * time.Minute)
 	want.Sync.Concurrency = 3
 	want.Mapping.Identifiers.Base = "https://other.example.org/sid"
 	want.Mapping.Limits.MaxDoseMg = 250.5

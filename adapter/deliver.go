@@ -136,7 +136,7 @@ func (e *Engine) deliverItem(ctx context.Context, p *pipeline, it *item) result 
 		if err != nil {
 			return e.failed(it, err)
 		}
-		it.id, it.ver = id, version
+		it.id, it.ver, it.tries = id, version, 0
 		if rec.Kind == mapping.KindPatient {
 			e.patientIDs.Store(rec.Patient.MRN, id)
 		}
@@ -148,14 +148,14 @@ func (e *Engine) deliverItem(ctx context.Context, p *pipeline, it *item) result 
 		if _, _, err := e.write(ctx, d, "", ""); err != nil {
 			return e.failed(it, err)
 		}
-		it.derived++
+		it.derived, it.tries = it.derived+1, 0 // progress renews the budget of in-memory tries
 	}
 	stale := staleDerived(r.Derived, it.mapped)
 	for it.retired < len(stale) {
 		if err := e.retire(ctx, stale[it.retired]); err != nil {
 			return e.failed(it, err)
 		}
-		it.retired++
+		it.retired, it.tries = it.retired+1, 0
 	}
 	return result{out: store.Outcome{State: store.StateSynced, EHRID: it.id, EHRVersion: it.ver,
 		SentHash: it.sentHash, Derived: derivedKeys(it.mapped), SetDerived: true}}
@@ -269,7 +269,7 @@ func (e *Engine) findPatient(ctx context.Context, mrn string) (string, error) {
 func (e *Engine) resolve(ctx context.Context, p *pipeline, it *item, lk *lookup) *result {
 	for _, dep := range it.rec.Dependencies() {
 		row, ok := it.deps[dep]
-		if !ok || row.EHRID == "" {
+		if (!ok || row.EHRID == "") && !it.settled[dep] {
 			p.mu.Lock()
 			_, held := p.local[dep]
 			p.mu.Unlock()

@@ -102,7 +102,7 @@ func New(cfg *Config, st store.Store, opts Options) (*Engine, error) {
 		parser: mapping.NewParser(&cfg.Mapping, opts.Now),
 		log:    opts.Logger, metrics: opts.Metrics, now: opts.Now, owner: opts.Owner,
 		retry:      RetryPolicy{Min: cfg.Sync.RetryMin.D(), Max: cfg.Sync.RetryMax.D(), Now: opts.Now},
-		shortRetry: RetryPolicy{Min: cfg.EHR.RetryWaitMin.D(), Max: cfg.EHR.RetryWaitMax.D(), Now: opts.Now},
+		shortRetry: RetryPolicy{Min: min(cfg.EHR.RetryWaitMin.D(), cfg.EHR.RetryWaitMax.D()), Max: cfg.EHR.RetryWaitMax.D(), Now: opts.Now},
 		pacer:      NewPacer(PacerConfig{MaxRate: cfg.EHR.MaxRate, PauseThreshold: cfg.EHR.PauseThreshold.D(), Now: opts.Now}),
 		wake:       make(chan struct{}, 1),
 	}

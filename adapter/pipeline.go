@@ -67,7 +67,8 @@ type item struct {
 	rec      *mapping.Record // parsed once at claim; nil when parseErr is set
 	parseErr error
 	deps     map[mapping.Dependency]store.Record // dependency rows known so far
-	tries    int                                 // in-memory delivery attempts
+	settled  map[mapping.Dependency]bool         // deps whose outcome this pipeline just gave: deps holds it
+	tries    int                                 // in-memory tries since the last request that went through
 	due      time.Time                           // when a delayed item may go again
 	tx       bool                                // delivered in transaction Bundles
 	probe    bool                                // claimed alone to test a paused authorization
@@ -507,9 +508,11 @@ func (p *pipeline) settle(it *item, r result) {
 		p.finish(it, r.out, false)
 	case r.retry:
 		it.tries++
-		if it.tries <= e.cfg.EHR.RetryMax && r.delay <= e.cfg.EHR.RetryWaitMax.D() {
+		if it.tries <= e.cfg.EHR.RetryMax && r.delay <= e.cfg.EHR.PauseThreshold.D() {
+			// Retry-After (or the backoff), capped at ehr.retry_wait_max,
+			// is waited out here, holding no worker.
 			e.metrics.Retry("delayed_" + r.out.ErrorClass)
-			p.delay(it, r.delay)
+			p.delay(it, min(r.delay, e.cfg.EHR.RetryWaitMax.D()))
 			return
 		}
 		out := r.out
@@ -545,12 +548,18 @@ func (p *pipeline) finish(it *item, out store.Outcome, unchanged bool) {
 	p.inflightCompletions.Done()
 
 	for _, w := range waiters {
+		// The waiter learns the outcome here: the store may not have it
+		// yet (the completer commits in groups).
+		row := it.row
+		row.State, row.ErrorClass = out.State, out.ErrorClass
 		if out.State == store.StateSynced {
-			row := it.row
-			row.State, row.EHRID, row.EHRVersion = store.StateSynced, orDefault(out.EHRID, row.EHRID), orDefault(out.EHRVersion, row.EHRVersion)
-			row.Payload = it.row.Payload
-			w.deps[k] = row
+			row.EHRID, row.EHRVersion = orDefault(out.EHRID, row.EHRID), orDefault(out.EHRVersion, row.EHRVersion)
 		}
+		w.deps[k] = row
+		if w.settled == nil {
+			w.settled = map[mapping.Dependency]bool{}
+		}
+		w.settled[k] = true
 		p.dispatch(w)
 	}
 	p.signal(p.kick)
