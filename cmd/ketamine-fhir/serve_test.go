@@ -19,35 +19,17 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/ketamine-fhir/ketamine-fhir/adapter/api"
 	"github.com/ketamine-fhir/ketamine-fhir/fhirtest"
+	"github.com/ketamine-fhir/ketamine-fhir/internal/testutil"
 	"github.com/ketamine-fhir/ketamine-fhir/mapping"
 	"github.com/ketamine-fhir/ketamine-fhir/mapping/synth"
 )
 
 const serveTestToken = "serve-test-token-0123456789"
-
-// serveLog is a goroutine-safe sink for the command's stderr.
-type serveLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *serveLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *serveLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // serveConfig writes a config for serve and sync against the EHR at
 // ehrURL, with a SQLite outbox in dir, the API on addr ("" for
@@ -93,7 +75,7 @@ type served struct {
 	cancel context.CancelFunc
 	exited chan struct{} // closed when run returns
 	code   int           // run's exit code, once exited is closed
-	log    *serveLog
+	log    *testutil.Buffer
 }
 
 // startServe runs `serve --config cfg` in a goroutine and waits for its
@@ -101,7 +83,7 @@ type served struct {
 func startServe(t *testing.T, cfg, scheme string) *served {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &served{cancel: cancel, exited: make(chan struct{}), log: &serveLog{}}
+	s := &served{cancel: cancel, exited: make(chan struct{}), log: &testutil.Buffer{}}
 	go func() {
 		defer close(s.exited)
 		s.code = run(ctx, []string{"serve", "--config", cfg}, nil, io.Discard, s.log)
@@ -215,18 +197,6 @@ func serveClinic(t *testing.T, patients int) ([]*mapping.Record, []byte) {
 	return recs, buf.Bytes()
 }
 
-// serveWaitFor polls cond every 20ms until it holds or 60s pass.
-func serveWaitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // serveAssertExactlyOnce checks that every record is held by exactly one
 // resource in the EHR and that no identifier is held twice.
 func serveAssertExactlyOnce(t *testing.T, ehr *fhirtest.Server, recs []*mapping.Record) {
@@ -302,7 +272,7 @@ func TestServeEndToEnd(t *testing.T) {
 			t.Errorf("record %d: %+v", r.Index, r)
 		}
 	}
-	serveWaitFor(t, "every record synced", func() bool {
+	testutil.WaitFor(t, 60*time.Second, "every record synced", func() bool {
 		st := serveStatus(t, c, s.base)
 		return st.Totals["synced"] == len(recs)
 	})
@@ -356,7 +326,7 @@ func TestServeShutdownDuringSync(t *testing.T) {
 	if resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("POST: %d %s", resp.StatusCode, b)
 	}
-	serveWaitFor(t, "the first delivery", func() bool { return ehr.Count("Patient") > 0 })
+	testutil.WaitFor(t, 60*time.Second, "the first delivery", func() bool { return ehr.Count("Patient") > 0 })
 
 	code, took := s.stop(t)
 	if code != exitOK {
@@ -373,7 +343,7 @@ func TestServeShutdownDuringSync(t *testing.T) {
 	}
 
 	ehr.ClearFaults()
-	var out, errOut serveLog
+	var out, errOut testutil.Buffer
 	if code := run(context.Background(), []string{"sync", "--config", cfg, "--deadline", "60s"}, nil, &out, &errOut); code != exitOK {
 		t.Fatalf("sync after shutdown exited %d:\n%s\n%s", code, out.String(), errOut.String())
 	}
@@ -483,7 +453,7 @@ func TestServeUsageErrors(t *testing.T) {
 				t.Fatal(err)
 			}
 			cfg := serveConfig(t, sub, ehrURL, tc.addr, tc.apiExtra)
-			var stderr serveLog
+			var stderr testutil.Buffer
 			args := append([]string{"serve", "--config", cfg}, tc.args...)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ketamine-fhir/ketamine-fhir/adapter/store"
 	"github.com/ketamine-fhir/ketamine-fhir/fhirtest"
+	"github.com/ketamine-fhir/ketamine-fhir/internal/testutil"
 	"github.com/ketamine-fhir/ketamine-fhir/mapping"
 	"github.com/ketamine-fhir/ketamine-fhir/mapping/synth"
 )
@@ -49,7 +50,7 @@ log:
 type clinic struct {
 	recs []*mapping.Record
 	path string
-	phi  *phiChecker
+	phi  *testutil.PHI
 }
 
 // newClinic writes `generate --patients n --seed seed` to dir.
@@ -201,8 +202,8 @@ func TestImportSyncReimport(t *testing.T) {
 	cfg := writeConfig(t, dir, ehr.URL, "")
 	check := func(what string, r cliResult) {
 		t.Helper()
-		c.phi.check(t, what+" stdout", r.stdout)
-		c.phi.check(t, what+" stderr", r.stderr)
+		c.phi.Check(t, what+" stdout", r.stdout)
+		c.phi.Check(t, what+" stderr", r.stderr)
 	}
 
 	imp := runCLI(t, "", "import", "--config", cfg, c.path)
@@ -424,8 +425,8 @@ func TestSyncRejectedRecordAndDeadletters(t *testing.T) {
 	}
 
 	for i, r := range outputs {
-		c.phi.check(t, fmt.Sprintf("command %d stdout", i+1), r.stdout)
-		c.phi.check(t, fmt.Sprintf("command %d stderr", i+1), r.stderr)
+		c.phi.Check(t, fmt.Sprintf("command %d stdout", i+1), r.stdout)
+		c.phi.Check(t, fmt.Sprintf("command %d stderr", i+1), r.stderr)
 	}
 }
 
@@ -503,8 +504,8 @@ func TestDemo(t *testing.T) {
 		t.Fatal(err)
 	}
 	phi := newPHIChecker(t, recs)
-	phi.check(t, "demo stdout", r.stdout)
-	phi.check(t, "demo stderr", r.stderr)
+	phi.Check(t, "demo stdout", r.stdout)
+	phi.Check(t, "demo stderr", r.stderr)
 	kinds := map[string]int{}
 	for _, rec := range recs {
 		kinds[string(rec.Kind)]++
