@@ -84,8 +84,12 @@ type AuthConfig struct {
 	KeyID string `yaml:"key_id"`
 	// Scopes are space-separated scopes, e.g. "system/*.write".
 	Scopes string `yaml:"scopes"`
-	// TokenURL is the token endpoint; empty means discover it from
-	// BaseURL/.well-known/smart-configuration.
+	// TokenURL is the OAuth2 token endpoint of modes client-secret and
+	// smart-backend. Validate requires it with client-secret. With
+	// smart-backend it may be empty: the EHR client (adapter/ehr) then
+	// reads token_endpoint from BaseURL + "/.well-known/smart-configuration"
+	// at its first token request and keeps it for the life of the process;
+	// a failed discovery is tried again at the next token request.
 	TokenURL string `yaml:"token_url"`
 }
 

@@ -196,6 +196,33 @@ func TestLoadConfigFileSecret(t *testing.T) {
 	}
 }
 
+// TestTokenURL holds what the TokenURL doc says: required with
+// client-secret, optional with smart-backend (the EHR client discovers it).
+func TestTokenURL(t *testing.T) {
+	for _, tc := range []struct {
+		name, mode, tokenURL string
+		ok                   bool
+	}{
+		{"smart-backend discovers", "smart-backend", "", true},
+		{"smart-backend configured", "smart-backend", "https://auth.example.org/token", true},
+		{"client-secret configured", "client-secret", "https://auth.example.org/token", true},
+		{"client-secret needs it", "client-secret", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.EHR.Auth = AuthConfig{Mode: tc.mode, ClientID: "c", ClientSecret: "s",
+				PrivateKey: "-----BEGIN PRIVATE KEY-----", TokenURL: tc.tokenURL}
+			err := cfg.Validate()
+			if tc.ok && err != nil {
+				t.Errorf("Validate: %v", err)
+			}
+			if !tc.ok && (err == nil || !strings.Contains(err.Error(), "ehr.auth.token_url")) {
+				t.Errorf("Validate = %v, want a problem naming ehr.auth.token_url", err)
+			}
+		})
+	}
+}
+
 func TestLoadConfigEveryProblem(t *testing.T) {
 	yaml := `
 store: mysql:x
