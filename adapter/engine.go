@@ -92,7 +92,7 @@ func New(cfg *Config, st store.Store, opts Options) (*Engine, error) {
 		cfg: cfg, store: st, mapper: mapper,
 		parser: mapping.NewParser(&cfg.Mapping, opts.Now),
 		log:    opts.Logger, metrics: opts.Metrics, now: opts.Now, owner: opts.Owner,
-		retry: RetryPolicy{Min: cfg.Sync.RetryMin.D(), Max: cfg.Sync.RetryMax.D(), Now: opts.Now},
+		retry: RetryPolicy{Min: cfg.Sync.RetryMin.D(), Max: cfg.Sync.RetryBackoffMax.D(), Now: opts.Now},
 		limit: newLimiter(cfg.Sync.Concurrency),
 		wake:  make(chan struct{}, 1),
 	}

@@ -83,7 +83,7 @@ func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	cfg.EHR.BaseURL = ehr.URL
 	cfg.EHR.RetryWaitMax = adapter.Duration(200 * time.Millisecond)
 	cfg.Sync.RetryMin = adapter.Duration(50 * time.Millisecond)
-	cfg.Sync.RetryMax = adapter.Duration(time.Second)
+	cfg.Sync.RetryBackoffMax = adapter.Duration(time.Second)
 	cfg.Sync.PollInterval = adapter.Duration(50 * time.Millisecond)
 	cfg.Sync.Deadline = adapter.Duration(5 * time.Minute)
 	cfg.Log.Level = "error"

@@ -50,7 +50,7 @@ sync:
   batch_size: 16
   lease: 5s
   retry_min: 50ms
-  retry_max: 500ms
+  retry_backoff_max: 500ms
   poll_interval: 50ms
   shutdown_timeout: 2s
 api:

@@ -36,7 +36,7 @@ sync:
   batch_size: 32
   lease: %s
   retry_min: 20ms
-  retry_max: 200ms
+  retry_backoff_max: 200ms
   poll_interval: 20ms
   deadline: 90s
 log:
@@ -447,6 +447,7 @@ log:
   level: loud
 `))
 	unknown := writeFile(t, dir, "unknown.yaml", []byte("ehr:\n  base_urll: http://x\nsyncc:\n  lease: 1s\n"))
+	renamed := writeFile(t, dir, "renamed.yaml", []byte("sync:\n  retry_min: 1s\n  retry_max: 2m\n"))
 	tests := []struct {
 		name   string
 		file   string
@@ -460,6 +461,7 @@ log:
 			"config: ehr.auth.mode: ", "config: sync.concurrency: ", "config: sync.lease: ", "config: log.level: ",
 		}},
 		{"unknown keys", unknown, exitUsage, "", []string{"base_urll", "syncc"}},
+		{"renamed key", renamed, exitUsage, "", []string{"config: " + renamed + ": line 3: sync.retry_max was renamed to sync.retry_backoff_max"}},
 		{"missing file", filepath.Join(dir, "none.yaml"), exitUsage, "", []string{"config: reading "}},
 	}
 	for _, tt := range tests {
