@@ -143,8 +143,13 @@ type APIConfig struct {
 	// TLSCert and TLSKey are PEM files; both set turns TLS on.
 	TLSCert string `yaml:"tls_cert"`
 	TLSKey  string `yaml:"tls_key"`
-	// ReadyTimeout bounds the EHR check of /readyz. Defaults to 2s.
+	// ReadyTimeout bounds the store check of /readyz and each probe of
+	// the EHR. Defaults to 2s.
 	ReadyTimeout Duration `yaml:"ready_timeout"`
+	// EHRProbeInterval is how often serve checks that the EHR answers (for
+	// /v1/status and ketamine_fhir_ehr_up; not for /readyz). Defaults to
+	// 30s.
+	EHRProbeInterval Duration `yaml:"ehr_probe_interval"`
 }
 
 // LogConfig configures logging.
@@ -205,7 +210,8 @@ func DefaultConfig() *Config {
 		},
 		API: APIConfig{
 			Addr: "127.0.0.1:8080", MaxBodyBytes: 10 << 20,
-			ReadyTimeout: Duration(2 * time.Second),
+			ReadyTimeout:     Duration(2 * time.Second),
+			EHRProbeInterval: Duration(30 * time.Second),
 		},
 		Log:     LogConfig{Format: "auto", Level: "info"},
 		Mapping: *mapping.DefaultConfig(),
@@ -497,6 +503,9 @@ func (c *Config) Validate() error {
 	}
 	if c.API.MaxBodyBytes < 1024 {
 		add("api.max_body_bytes: must be at least 1024")
+	}
+	if c.API.EHRProbeInterval <= 0 {
+		add("api.ehr_probe_interval: must be positive")
 	}
 	if (c.API.TLSCert == "") != (c.API.TLSKey == "") {
 		add("api.tls_cert, api.tls_key: set both or neither")

@@ -43,8 +43,9 @@ type fakeBackend struct {
 	rejected  int
 	woken     int
 	ingestErr error
-	pingErr   error
-	pingWait  bool // PingEHR waits for its context to end
+	pingErr   error // PingEHR's answer (set with setPing)
+	pingWait  bool  // PingEHR waits for its context to end
+	pings     int
 	lastSync  time.Time
 	panicking bool // Store panics
 }
@@ -95,12 +96,30 @@ func (f *fakeBackend) Store() store.Store {
 	return f.store
 }
 
+// PingEHR is what the EHR prober calls (the engine's PingEHR in serve).
 func (f *fakeBackend) PingEHR(ctx context.Context) error {
-	if f.pingWait {
+	f.mu.Lock()
+	f.pings++
+	wait, err := f.pingWait, f.pingErr
+	f.mu.Unlock()
+	if wait {
 		<-ctx.Done()
 		return ctx.Err()
 	}
-	return f.pingErr
+	return err
+}
+
+// setPing sets what PingEHR answers: err, or no answer at all (wait).
+func (f *fakeBackend) setPing(err error, wait bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.pingErr, f.pingWait = err, wait
+}
+
+func (f *fakeBackend) pingCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.pings
 }
 
 func (f *fakeBackend) LastSync() time.Time { return f.lastSync }
@@ -204,11 +223,13 @@ func (s *fakeStore) state(id int64) store.State {
 	return ""
 }
 
-// env is what a test needs: the router over a fake backend, its metrics
-// and its captured log.
+// env is what a test needs: the router over a fake backend, its EHR
+// prober (not started: tests call Probe), its metrics and its captured
+// log.
 type env struct {
 	b       *fakeBackend
 	h       http.Handler
+	prober  *api.EHRProber
 	reg     *prometheus.Registry
 	metrics *metrics.Metrics
 	log     *testutil.Buffer
@@ -218,7 +239,14 @@ func setup(t *testing.T, mod ...func(*api.Options)) *env {
 	t.Helper()
 	e := &env{b: newFakeBackend(), reg: prometheus.NewRegistry(), log: &testutil.Buffer{}}
 	e.metrics = metrics.New(e.reg)
+	e.prober = api.NewEHRProber(e.b.PingEHR, api.ProberOptions{
+		Timeout: 50 * time.Millisecond,
+		Metrics: e.metrics,
+		Logger:  testutil.JSONLogger(e.log),
+		Now:     func() time.Time { return now },
+	})
 	opts := api.Options{
+		EHR:          e.prober,
 		Token:        testToken,
 		MaxBodyBytes: 64 << 10,
 		ReadyTimeout: 50 * time.Millisecond,

@@ -33,6 +33,7 @@ type Metrics struct {
 	TokenRefreshes  *prometheus.CounterVec   // result
 	LastSync        prometheus.Gauge
 	APIRequests     *prometheus.CounterVec // route, code
+	EHRUp           prometheus.Gauge
 }
 
 // New creates the metrics and registers them, with a build_info gauge, on
@@ -85,6 +86,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Namespace: Namespace, Name: "api_requests_total",
 			Help: "Requests to the adapter's HTTP API, by route and status code.",
 		}, []string{"route", "code"}),
+		EHRUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "ehr_up",
+			Help: "1 if the EHR answered the adapter's last probe of its capability statement, else 0 (also before the first probe).",
+		}),
 	}
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: Namespace, Name: "build_info",
@@ -93,7 +98,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	build.WithLabelValues(buildVersion(), runtime.Version()).Set(1)
 	reg.MustRegister(m.RecordsReceived, m.RecordsRejected, m.RecordsMapped, m.RecordsSynced,
 		m.DeadLetters, m.EHRRequests, m.EHRLatency, m.Retries, m.TokenRefreshes, m.LastSync,
-		m.APIRequests, build)
+		m.APIRequests, m.EHRUp, build)
 	return m
 }
 
@@ -176,6 +181,18 @@ func (m *Metrics) APIRequest(route string, status int) {
 	if m != nil {
 		m.APIRequests.WithLabelValues(route, strconv.Itoa(status)).Inc()
 	}
+}
+
+// SetEHRUp records whether the EHR answered the last probe.
+func (m *Metrics) SetEHRUp(up bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if up {
+		v = 1
+	}
+	m.EHRUp.Set(v)
 }
 
 // OutboxSource is what the outbox collector reads at scrape time.

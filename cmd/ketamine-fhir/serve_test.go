@@ -309,6 +309,65 @@ func TestServeEndToEnd(t *testing.T) {
 	}
 }
 
+// TestServeReadyWhileEHRDown: with the EHR down, serve is ready (/readyz
+// 200) and accepts records; /v1/status and ketamine_fhir_ehr_up show the
+// EHR down, then up once it answers, and the stored records go out.
+func TestServeReadyWhileEHRDown(t *testing.T) {
+	ehr := fhirtest.NewServer()
+	defer ehr.Close()
+	ehr.SetFailureRate(1, http.StatusServiceUnavailable)
+	dir := t.TempDir()
+	cfg := serveConfig(t, dir, ehr.URL, "", "  token: "+serveTestToken+"\n  ehr_probe_interval: 100ms")
+	s := startServe(t, cfg, "http")
+	c := &http.Client{Timeout: 30 * time.Second}
+	get := func(path string) (int, string) {
+		t.Helper()
+		resp, err := c.Get(s.base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+
+	testutil.WaitFor(t, 60*time.Second, "a failed EHR probe", func() bool {
+		return serveStatus(t, c, s.base).EHR.CheckedAt != nil
+	})
+	st := serveStatus(t, c, s.base).EHR
+	if st.Reachable || st.ErrorClass != "http_503" {
+		t.Errorf("EHR down: status %+v, want unreachable with class http_503", st)
+	}
+	if code, body := get("/readyz"); code != http.StatusOK || !strings.Contains(body, `"status":"ok"`) {
+		t.Errorf("EHR down: /readyz = %d %s, want 200", code, body)
+	}
+	if _, body := get("/metrics"); !strings.Contains(body, "\nketamine_fhir_ehr_up 0\n") {
+		t.Errorf("EHR down: /metrics lacks ketamine_fhir_ehr_up 0")
+	}
+	recs, body := serveClinic(t, 2)
+	if resp, b := servePost(t, c, s.base, "Bearer "+serveTestToken, "application/x-ndjson", body); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("EHR down: POST /v1/records = %d %s, want 202", resp.StatusCode, b)
+	}
+
+	ehr.ClearFaults()
+	testutil.WaitFor(t, 60*time.Second, "the EHR up in /v1/status", func() bool {
+		return serveStatus(t, c, s.base).EHR.Reachable
+	})
+	if st := serveStatus(t, c, s.base).EHR; st.ErrorClass != "" || st.CheckedAt == nil {
+		t.Errorf("EHR up: status %+v", st)
+	}
+	if _, body := get("/metrics"); !strings.Contains(body, "\nketamine_fhir_ehr_up 1\n") {
+		t.Errorf("EHR up: /metrics lacks ketamine_fhir_ehr_up 1")
+	}
+	testutil.WaitFor(t, 60*time.Second, "the records stored during the outage synced", func() bool {
+		return serveStatus(t, c, s.base).Totals["synced"] == len(recs)
+	})
+	serveAssertExactlyOnce(t, ehr, recs)
+	if code, _ := s.stop(t); code != exitOK {
+		t.Errorf("serve exited %d:\n%s", code, s.log)
+	}
+}
+
 // TestServeShutdownDuringSync cancels serve (SIGTERM) while deliveries are
 // slow: serve returns within the shutdown deadline, and a later sync
 // delivers the rest, every record exactly once.
@@ -378,9 +437,9 @@ func TestServeTLS(t *testing.T) {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(certPEM)
 	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	if st := serveStatus(t, c, s.base); !st.EHR.Reachable {
-		t.Errorf("status over TLS = %+v", st)
-	}
+	testutil.WaitFor(t, 60*time.Second, "the EHR probe over TLS", func() bool {
+		return serveStatus(t, c, s.base).EHR.Reachable
+	})
 	// Plain HTTP to the TLS port is refused.
 	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get("http" + strings.TrimPrefix(s.base, "https") + "/healthz")
 	if err == nil {
