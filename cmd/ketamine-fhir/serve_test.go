@@ -16,13 +16,18 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ketamine-fhir/ketamine-fhir/adapter/api"
+	"github.com/ketamine-fhir/ketamine-fhir/adapter/store"
+	"github.com/ketamine-fhir/ketamine-fhir/adapter/store/sqlite"
 	"github.com/ketamine-fhir/ketamine-fhir/fhirtest"
 	"github.com/ketamine-fhir/ketamine-fhir/internal/testutil"
 	"github.com/ketamine-fhir/ketamine-fhir/mapping"
@@ -369,14 +374,28 @@ func TestServeReadyWhileEHRDown(t *testing.T) {
 }
 
 // TestServeShutdownDuringSync cancels serve (SIGTERM) while deliveries are
-// slow: serve returns within the shutdown deadline, and a later sync
-// delivers the rest, every record exactly once.
+// in flight and cannot finish: serve returns within sync.shutdown_timeout,
+// having aborted them, nothing is lost, and the next sync delivers exactly
+// the records the outbox had not recorded as synced, every resource ending
+// in the EHR exactly once.
 func TestServeShutdownDuringSync(t *testing.T) {
-	ehr := fhirtest.NewServer()
-	defer ehr.Close()
-	ehr.SetLatency(150*time.Millisecond, 150*time.Millisecond)
+	// The EHR behind a front that counts the requests of the sync (not the
+	// EHR probe's GET metadata) as they arrive: fhirtest logs a request
+	// only once it is answered.
+	ehr := fhirtest.NewUnstartedServer()
+	var arrived atomic.Int64
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasSuffix(r.URL.Path, "/metadata") {
+			arrived.Add(1)
+		}
+		ehr.Handler().ServeHTTP(w, r)
+	}))
+	defer front.Close()
+	defer ehr.Close() // first: ends the requests waiting out the latency
+	ehr.SetLatency(50*time.Millisecond, 50*time.Millisecond)
 	dir := t.TempDir()
-	cfg := serveConfig(t, dir, ehr.URL, "", "  token: "+serveTestToken)
+	cfg := serveConfig(t, dir, front.URL+ehr.BasePath(), "", "  token: "+serveTestToken)
+	const shutdownTimeout = 2 * time.Second // sync.shutdown_timeout in serveConfig
 	s := startServe(t, cfg, "http")
 	c := &http.Client{Timeout: 30 * time.Second}
 	recs, body := serveClinic(t, 4)
@@ -386,44 +405,77 @@ func TestServeShutdownDuringSync(t *testing.T) {
 		t.Fatalf("POST: %d %s", resp.StatusCode, b)
 	}
 	testutil.WaitFor(t, 60*time.Second, "the first delivery", func() bool { return ehr.Count("Patient") > 0 })
+	// From now on the EHR takes an hour to answer; once a request of the
+	// sync has arrived after this, a delivery is in flight for certain.
+	ehr.SetLatency(time.Hour, time.Hour)
+	seen := arrived.Load()
+	testutil.WaitFor(t, 60*time.Second, "a delivery in flight", func() bool { return arrived.Load() > seen })
 
 	code, took := s.stop(t)
 	if code != exitOK {
 		t.Errorf("serve exited %d, want 0:\n%s", code, s.log)
 	}
-	// shutdown_timeout is 2s; allow generous slack for a loaded machine.
-	if took > 2*time.Second+10*time.Second {
-		t.Errorf("serve took %v to stop, shutdown_timeout is 2s", took)
+	// Serve waits up to the deadline for the deliveries, which cannot
+	// finish, then aborts them. Allow slack for a loaded machine, far
+	// below the hour the EHR would take.
+	if took < shutdownTimeout-100*time.Millisecond || took > shutdownTimeout+8*time.Second {
+		t.Errorf("serve took %v to stop, want about sync.shutdown_timeout (%v)", took, shutdownTimeout)
 	}
-	if n := serveDelivered(t, ehr, recs); n == len(recs) {
-		t.Log("every record was delivered before the shutdown: the sync was not interrupted")
-	} else {
-		t.Logf("%d of %d records delivered before the shutdown", n, len(recs))
+	if !strings.Contains(s.log.String(), "deliveries still running at the shutdown deadline were aborted") {
+		t.Errorf("serve did not report aborting deliveries in flight:\n%s", s.log)
 	}
 
+	// Nothing is lost: every record is in the outbox, none dead, and not
+	// all of them synced.
+	st, err := sqlite.Open(t.Context(), filepath.Join(dir, "outbox.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts, err := st.Counts(t.Context())
+	st.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, synced := 0, 0
+	for _, states := range counts {
+		for state, n := range states {
+			rows += n
+			if state == store.StateSynced {
+				synced += n
+			}
+		}
+	}
+	if rows != len(recs) || totalIn(counts, store.StateDead) != 0 {
+		t.Fatalf("after the shutdown the outbox holds %d rows (%d dead), want %d, none dead: %v", rows, totalIn(counts, store.StateDead), len(recs), counts)
+	}
+	if synced == 0 || synced == len(recs) {
+		t.Fatalf("%d of %d records synced at the shutdown: the sync was not interrupted mid-way", synced, len(recs))
+	}
+
+	// The next sync delivers the rest, each once.
 	ehr.ClearFaults()
 	var out, errOut testutil.Buffer
 	if code := run(context.Background(), []string{"sync", "--config", cfg, "--deadline", "60s"}, nil, &out, &errOut); code != exitOK {
 		t.Fatalf("sync after shutdown exited %d:\n%s\n%s", code, out.String(), errOut.String())
 	}
-	serveAssertExactlyOnce(t, ehr, recs)
+	m := syncLine.FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("no summary line in the sync output:\n%s", out.String())
+	}
+	if want := strconv.Itoa(len(recs) - synced); m[1] != want || m[2] != "0" {
+		t.Errorf("sync: %s delivered, %s dead; want %s (the records not synced at the shutdown), 0", m[1], m[2], want)
+	}
+	assertAllSynced(t, parseCountsTable(t, out.String()), kindsOf(recs))
+	assertEHRExactlyOnce(t, ehr, recs)
 }
 
-// serveDelivered counts the records the EHR holds.
-func serveDelivered(t *testing.T, ehr *fhirtest.Server, recs []*mapping.Record) int {
-	t.Helper()
-	m, err := mapping.NewMapper(mapping.DefaultConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
+// kindsOf counts records per kind.
+func kindsOf(recs []*mapping.Record) map[string]int {
+	kinds := map[string]int{}
 	for _, r := range recs {
-		id := m.Identifier(r.Kind, r.ID())
-		if len(ehr.IdentifierHolders(id.System, id.Value)) > 0 {
-			n++
-		}
+		kinds[string(r.Kind)]++
 	}
-	return n
+	return kinds
 }
 
 func TestServeTLS(t *testing.T) {
