@@ -16,6 +16,7 @@ func runSync(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	fs := newFlags("sync", "--config C", stderr)
 	configPath := fs.String("config", "", "configuration file (default: built-in defaults)")
 	deadline := fs.Duration("deadline", -1, "stop after this long even if records are still retrying (default: sync.deadline)")
+	quiet := fs.Bool("quiet", false, "no progress output (a bar on a terminal, else a log line every 10s)")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -23,17 +24,20 @@ func runSync(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 		fs.Usage()
 		return exitUsage
 	}
-	env, code := setup(ctx, *configPath, stderr)
+	mode := progressModeFor(*quiet, stderr)
+	errOut, barOut := progressOutputs(mode, stderr)
+	env, code := setup(ctx, *configPath, errOut)
 	if env == nil {
 		return code
 	}
 	defer env.close()
-	return syncAndReport(ctx, env, *deadline, stdout, stderr)
+	prog := progressConfig{Job: "sync", Unit: unitRecords, Mode: mode, Out: barOut, Log: env.log}
+	return syncAndReport(ctx, env, *deadline, prog, stdout, errOut)
 }
 
-// syncAndReport runs one sync and prints the summary; exit 0 when nothing
-// is dead, 1 otherwise.
-func syncAndReport(ctx context.Context, env *env, deadline time.Duration, stdout, stderr io.Writer) int {
+// syncAndReport runs one sync, showing progress as prog says, and prints
+// the summary; exit 0 when nothing is dead, 1 otherwise.
+func syncAndReport(ctx context.Context, env *env, deadline time.Duration, prog progressConfig, stdout, stderr io.Writer) int {
 	if deadline < 0 {
 		deadline = env.cfg.Sync.Deadline.D()
 	}
@@ -42,7 +46,9 @@ func syncAndReport(ctx context.Context, env *env, deadline time.Duration, stdout
 		until = time.Now().Add(deadline)
 	}
 	start := time.Now()
+	p := startProgress(prog, outboxProgress(ctx, env.store))
 	st, err := env.engine.Sync(ctx, until)
+	p.Stop()
 	if err != nil {
 		fmt.Fprintf(stderr, "ketamine-fhir sync: %v\n", err)
 	}
@@ -57,6 +63,31 @@ func syncAndReport(ctx context.Context, env *env, deadline time.Duration, stdout
 		return exitFailed
 	}
 	return exitOK
+}
+
+// outboxProgress is the progress of a sync read from the outbox counts:
+// done is the rows synced or dead, total all rows. A failed read repeats
+// the last numbers.
+//
+// TODO(lead): replace with the engine's live counters.
+func outboxProgress(ctx context.Context, st store.Store) progressSource {
+	var done, total int64
+	return func() (int64, int64) {
+		counts, err := st.Counts(ctx)
+		if err != nil {
+			return done, total
+		}
+		done, total = 0, 0
+		for _, states := range counts {
+			for state, n := range states {
+				total += int64(n)
+				if state == store.StateSynced || state == store.StateDead {
+					done += int64(n)
+				}
+			}
+		}
+		return done, total
+	}
 }
 
 // printCounts prints the outbox as a table of kinds by states.

@@ -212,8 +212,8 @@ func TestImportSyncReimport(t *testing.T) {
 	if want := fmt.Sprintf("imported: %d read, %d inserted, 0 updated, 0 unchanged, 0 rejected\n", len(c.recs), len(c.recs)); imp.stdout != want {
 		t.Errorf("import stdout = %q, want %q", imp.stdout, want)
 	}
-	if !strings.Contains(imp.stderr, fmt.Sprintf("imported %d records", len(c.recs))) {
-		t.Errorf("import printed no progress line on stderr:\n%s", clip(imp.stderr))
+	if !strings.Contains(imp.stderr, `"msg":"import progress"`) || !strings.Contains(imp.stderr, `"percent":100,"unit":"bytes"`) {
+		t.Errorf("import printed no final progress line on stderr:\n%s", clip(imp.stderr))
 	}
 
 	s := runCLI(t, "", "sync", "--config", cfg)
