@@ -124,7 +124,9 @@ func (p *pipeline) count(out store.Outcome, unchanged bool) {
 	p.statsMu.Lock()
 	defer p.statsMu.Unlock()
 	p.stats.add(out, unchanged)
-	p.e.progress.Add(1)
+	if out.State == store.StateSynced || out.State == store.StateDead {
+		p.e.progress.Add(1)
+	}
 }
 
 // authGate reports the authorization failure delivery is paused for (nil

@@ -104,8 +104,12 @@ type AuthConfig struct {
 	KeyID string `yaml:"key_id"`
 	// Scopes are space-separated scopes, e.g. "system/*.write".
 	Scopes string `yaml:"scopes"`
-	// TokenURL is the token endpoint; empty means discover it from
-	// BaseURL/.well-known/smart-configuration.
+	// TokenURL is the OAuth2 token endpoint of modes client-secret and
+	// smart-backend. Validate requires it with client-secret. With
+	// smart-backend it may be empty: the EHR client (adapter/ehr) then
+	// reads token_endpoint from BaseURL + "/.well-known/smart-configuration"
+	// at its first token request and keeps it for the life of the process;
+	// a failed discovery is tried again at the next token request.
 	TokenURL string `yaml:"token_url"`
 }
 
@@ -126,10 +130,13 @@ type SyncConfig struct {
 	// Lease is how long a claimed row stays leased; a crashed worker's rows
 	// come back after it. Defaults to 2m.
 	Lease Duration `yaml:"lease"`
-	// RetryMin and RetryMax bound the outbox backoff between attempts of a
-	// record (doubling from RetryMin, with jitter). Defaults to 1s and 5m.
-	RetryMin Duration `yaml:"retry_min"`
-	RetryMax Duration `yaml:"retry_max"`
+	// RetryMin and RetryBackoffMax bound the outbox backoff between
+	// attempts of a record (doubling from RetryMin, with jitter). Defaults
+	// to 1s and 5m. RetryBackoffMax was sync.retry_max, a name that
+	// ehr.retry_max (a count) also has; the old key is an error that names
+	// the new one.
+	RetryMin        Duration `yaml:"retry_min"`
+	RetryBackoffMax Duration `yaml:"retry_backoff_max"`
 	// Deadline bounds one `sync` run; 0 means until nothing is pending or
 	// retrying. Defaults to 0.
 	Deadline Duration `yaml:"deadline"`
@@ -165,8 +172,13 @@ type APIConfig struct {
 	// TLSCert and TLSKey are PEM files; both set turns TLS on.
 	TLSCert string `yaml:"tls_cert"`
 	TLSKey  string `yaml:"tls_key"`
-	// ReadyTimeout bounds the EHR check of /readyz. Defaults to 2s.
+	// ReadyTimeout bounds the store check of /readyz and each probe of
+	// the EHR. Defaults to 2s.
 	ReadyTimeout Duration `yaml:"ready_timeout"`
+	// EHRProbeInterval is how often serve checks that the EHR answers (for
+	// /v1/status and ketamine_fhir_ehr_up; not for /readyz). Defaults to
+	// 30s.
+	EHRProbeInterval Duration `yaml:"ehr_probe_interval"`
 }
 
 // LogConfig configures logging.
@@ -224,7 +236,7 @@ func DefaultConfig() *Config {
 		Sync: SyncConfig{
 			Concurrency: 8, BatchSize: 64,
 			Lease:    Duration(2 * time.Minute),
-			RetryMin: Duration(time.Second), RetryMax: Duration(5 * time.Minute),
+			RetryMin: Duration(time.Second), RetryBackoffMax: Duration(5 * time.Minute),
 			PollInterval:    Duration(time.Second),
 			HeldRecheck:     Duration(15 * time.Minute),
 			ShutdownTimeout: Duration(30 * time.Second),
@@ -233,7 +245,8 @@ func DefaultConfig() *Config {
 		},
 		API: APIConfig{
 			Addr: "127.0.0.1:8080", MaxBodyBytes: 10 << 20,
-			ReadyTimeout: Duration(2 * time.Second),
+			ReadyTimeout:     Duration(2 * time.Second),
+			EHRProbeInterval: Duration(30 * time.Second),
 		},
 		Log:     LogConfig{Format: "auto", Level: "info"},
 		Mapping: *mapping.DefaultConfig(),
@@ -262,10 +275,10 @@ func LoadConfig(path string, getenv func(string) string) (*Config, error) {
 			return nil, &ConfigError{Problems: []string{fmt.Sprintf("reading %s: %v", path, errors.Unwrap(err))}}
 		}
 		if err := decodeYAML(data, cfg); err != nil {
-			return nil, &ConfigError{Problems: yamlProblems(path, err)}
+			return nil, &ConfigError{Problems: yamlProblems(path, data, err)}
 		}
 	}
-	var problems []string
+	problems := renamedEnv(getenv)
 	problems = append(problems, applyEnv(reflect.ValueOf(cfg).Elem(), nil, getenv)...)
 	problems = append(problems, resolveRefs(reflect.ValueOf(cfg).Elem(), nil, getenv)...)
 	if err := cfg.Validate(); err != nil {
@@ -538,8 +551,8 @@ func (c *Config) Validate() error {
 	if c.EHR.RetryWaitMin <= 0 {
 		add("ehr.retry_wait_min: must be positive")
 	}
-	if s.RetryMin <= 0 || s.RetryMax < s.RetryMin {
-		add("sync.retry_min, sync.retry_max: need 0 < retry_min <= retry_max")
+	if s.RetryMin <= 0 || s.RetryBackoffMax < s.RetryMin {
+		add("sync.retry_min, sync.retry_backoff_max: need 0 < retry_min <= retry_backoff_max")
 	}
 	if s.Deadline < 0 {
 		add("sync.deadline: must not be negative")
@@ -552,6 +565,9 @@ func (c *Config) Validate() error {
 	}
 	if c.API.MaxBodyBytes < 1024 {
 		add("api.max_body_bytes: must be at least 1024")
+	}
+	if c.API.EHRProbeInterval <= 0 {
+		add("api.ehr_probe_interval: must be positive")
 	}
 	if (c.API.TLSCert == "") != (c.API.TLSKey == "") {
 		add("api.tls_cert, api.tls_key: set both or neither")
@@ -618,16 +634,78 @@ func ParseStore(s string) (driver, arg string, err error) {
 
 var unknownField = regexp.MustCompile(`field (\S+) not found in type \S+`)
 
-// yamlProblems splits a YAML decoding error into one problem per key and
-// words unknown keys without Go type names.
-func yamlProblems(path string, err error) []string {
+// renamedKeys maps keys that were renamed to their new names. An old key,
+// in a file or as its environment variable, is an error naming the new
+// key (not a bare "unknown key", and never silently ignored).
+var renamedKeys = map[string]string{
+	// The outbox backoff cap, a duration; ehr.retry_max is a count.
+	"sync.retry_max": "sync.retry_backoff_max",
+}
+
+// yamlProblems splits a YAML decoding error of the file at path, whose
+// content is data, into one problem per key; unknown keys are worded
+// without Go type names, renamed keys name their new key.
+func yamlProblems(path string, data []byte, err error) []string {
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
 		return []string{fmt.Sprintf("%s: %v", path, err)}
 	}
+	renamed := renamedInFile(data)
 	out := make([]string, len(te.Errors))
 	for i, e := range te.Errors {
+		var line int
+		if _, err := fmt.Sscanf(e, "line %d:", &line); err == nil && renamed[line] != "" && unknownField.MatchString(e) {
+			out[i] = fmt.Sprintf("%s: line %d: %s", path, line, renamed[line])
+			continue
+		}
 		out[i] = path + ": " + unknownField.ReplaceAllString(e, "unknown key $1")
 	}
 	return out
+}
+
+// renamedInFile finds the renamed keys of a YAML file and returns, by the
+// line of each, the problem to report.
+func renamedInFile(data []byte) map[int]string {
+	var doc yaml.Node
+	if yaml.Unmarshal(data, &doc) != nil || len(doc.Content) == 0 {
+		return nil
+	}
+	out := map[int]string{}
+	var walk func(n *yaml.Node, prefix string)
+	walk = func(n *yaml.Node, prefix string) {
+		if n.Kind != yaml.MappingNode {
+			return
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key := prefix + n.Content[i].Value
+			if to, ok := renamedKeys[key]; ok {
+				out[n.Content[i].Line] = fmt.Sprintf("%s was renamed to %s; rename the key (the value stays the same)", key, to)
+			}
+			walk(n.Content[i+1], key+".")
+		}
+	}
+	walk(doc.Content[0], "")
+	return out
+}
+
+// renamedEnv reports the environment variables of renamed keys.
+func renamedEnv(getenv func(string) string) []string {
+	olds := make([]string, 0, len(renamedKeys))
+	for old := range renamedKeys {
+		olds = append(olds, old)
+	}
+	sort.Strings(olds)
+	var problems []string
+	for _, old := range olds {
+		if name := envName(old); getenv(name) != "" {
+			problems = append(problems, fmt.Sprintf("%s: %s was renamed to %s; set %s instead",
+				name, old, renamedKeys[old], envName(renamedKeys[old])))
+		}
+	}
+	return problems
+}
+
+// envName is the environment variable that overrides a key.
+func envName(key string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
 }

@@ -93,6 +93,46 @@ func TestLoadConfigUnknownKey(t *testing.T) {
 	requireProblem(t, problems, "bogus")
 }
 
+// TestLoadConfigRenamedKey: sync.retry_max (a duration) shared its name
+// with ehr.retry_max (a count); it is now sync.retry_backoff_max, and the
+// old key is an error that names the new one, in a file and in the
+// environment, while ehr.retry_max stays valid.
+func TestLoadConfigRenamedKey(t *testing.T) {
+	const want = "sync.retry_max was renamed to sync.retry_backoff_max"
+	path := writeConfig(t, "ehr:\n  retry_max: 2\nsync:\n  retry_min: 1s\n  retry_max: 2m\n")
+	problems := configProblems(t, path, env(nil))
+	if len(problems) != 1 {
+		t.Fatalf("problems = %q, want the renamed key only", problems)
+	}
+	requireProblem(t, problems, path, "line 5", want)
+	if strings.Contains(problems[0], "unknown key") {
+		t.Errorf("the renamed key is reported as unknown: %q", problems[0])
+	}
+	// Among other problems, each is still reported.
+	problems = configProblems(t, writeConfig(t, "sync:\n  retry_max: 2m\n  bogus: 1\n"), env(nil))
+	requireProblem(t, problems, want)
+	requireProblem(t, problems, "unknown key bogus")
+	// A key of that name elsewhere is only unknown.
+	problems = configProblems(t, writeConfig(t, "api:\n  retry_max: 2m\n"), env(nil))
+	requireProblem(t, problems, "unknown key retry_max")
+
+	// The environment variable of the old key.
+	problems = configProblems(t, "", env(map[string]string{"KETAMINE_FHIR_SYNC_RETRY_MAX": "2m"}))
+	requireProblem(t, problems, "KETAMINE_FHIR_SYNC_RETRY_MAX", want, "KETAMINE_FHIR_SYNC_RETRY_BACKOFF_MAX")
+
+	// The new key, in the file and in the environment.
+	cfg, err := LoadConfig(writeConfig(t, "sync:\n  retry_backoff_max: 2m\n"), env(nil))
+	if err != nil || cfg.Sync.RetryBackoffMax != Duration(2*time.Minute) {
+		t.Fatalf("retry_backoff_max in the file: %v, %v", cfg, err)
+	}
+	cfg, err = LoadConfig("", env(map[string]string{"KETAMINE_FHIR_SYNC_RETRY_BACKOFF_MAX": "3m"}))
+	if err != nil || cfg.Sync.RetryBackoffMax != Duration(3*time.Minute) {
+		t.Fatalf("KETAMINE_FHIR_SYNC_RETRY_BACKOFF_MAX: %v, %v", cfg, err)
+	}
+	problems = configProblems(t, writeConfig(t, "sync:\n  retry_min: 10s\n  retry_backoff_max: 1s\n"), env(nil))
+	requireProblem(t, problems, "sync.retry_backoff_max", "retry_min <= retry_backoff_max")
+}
+
 func TestLoadConfigEnvOverrides(t *testing.T) {
 	path := writeConfig(t, "ehr:\n  base_url: http://file.example.org/fhir\n")
 	cfg, err := LoadConfig(path, env(map[string]string{
@@ -195,6 +235,33 @@ func TestLoadConfigFileSecret(t *testing.T) {
 	}
 }
 
+// TestTokenURL holds what the TokenURL doc says: required with
+// client-secret, optional with smart-backend (the EHR client discovers it).
+func TestTokenURL(t *testing.T) {
+	for _, tc := range []struct {
+		name, mode, tokenURL string
+		ok                   bool
+	}{
+		{"smart-backend discovers", "smart-backend", "", true},
+		{"smart-backend configured", "smart-backend", "https://auth.example.org/token", true},
+		{"client-secret configured", "client-secret", "https://auth.example.org/token", true},
+		{"client-secret needs it", "client-secret", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.EHR.Auth = AuthConfig{Mode: tc.mode, ClientID: "c", ClientSecret: "s",
+				PrivateKey: "-----BEGIN PRIVATE KEY-----", TokenURL: tc.tokenURL}
+			err := cfg.Validate()
+			if tc.ok && err != nil {
+				t.Errorf("Validate: %v", err)
+			}
+			if !tc.ok && (err == nil || !strings.Contains(err.Error(), "ehr.auth.token_url")) {
+				t.Errorf("Validate = %v, want a problem naming ehr.auth.token_url", err)
+			}
+		})
+	}
+}
+
 func TestLoadConfigEveryProblem(t *testing.T) {
 	yaml := `
 store: mysql:x
@@ -208,7 +275,7 @@ ehr:
 sync:
   concurrency: 0
   retry_min: 10s
-  retry_max: 1s
+  retry_backoff_max: 1s
 api:
   tls_cert: cert.pem
 log:

@@ -66,7 +66,7 @@ type Engine struct {
 	shortRetry RetryPolicy
 	pacer      *Pacer
 
-	progress atomic.Int64 // outcomes recorded by this engine's runs
+	progress atomic.Int64 // rows recorded synced or dead by this engine's runs
 
 	authMu  sync.Mutex
 	authErr error // the authorization failure delivery is paused for
@@ -101,7 +101,7 @@ func New(cfg *Config, st store.Store, opts Options) (*Engine, error) {
 		cfg: cfg, store: st, mapper: mapper,
 		parser: mapping.NewParser(&cfg.Mapping, opts.Now),
 		log:    opts.Logger, metrics: opts.Metrics, now: opts.Now, owner: opts.Owner,
-		retry:      RetryPolicy{Min: cfg.Sync.RetryMin.D(), Max: cfg.Sync.RetryMax.D(), Now: opts.Now},
+		retry:      RetryPolicy{Min: cfg.Sync.RetryMin.D(), Max: cfg.Sync.RetryBackoffMax.D(), Now: opts.Now},
 		shortRetry: RetryPolicy{Min: min(cfg.EHR.RetryWaitMin.D(), cfg.EHR.RetryWaitMax.D()), Max: cfg.EHR.RetryWaitMax.D(), Now: opts.Now},
 		pacer:      NewPacer(PacerConfig{MaxRate: cfg.EHR.MaxRate, PauseThreshold: cfg.EHR.PauseThreshold.D(), Now: opts.Now}),
 		wake:       make(chan struct{}, 1),
@@ -140,8 +140,8 @@ func New(cfg *Config, st store.Store, opts Options) (*Engine, error) {
 	return e, nil
 }
 
-// Progress returns how many outcomes this engine's runs have recorded,
-// for progress bars: it only grows.
+// Progress returns how many rows this engine's runs have recorded synced
+// or dead (each row once per delivery), for progress bars: it only grows.
 func (e *Engine) Progress() int64 { return e.progress.Load() }
 
 // Pacer returns the pacer of the engine's EHR requests.

@@ -60,7 +60,7 @@ func syncSetup(t *testing.T, tune func(*adapter.Config), ehrOpts ...fhirtest.Opt
 	cfg.EHR.Timeout = adapter.Duration(5 * time.Second)
 	cfg.EHR.RetryWaitMax = adapter.Duration(50 * time.Millisecond)
 	cfg.Sync.RetryMin = adapter.Duration(10 * time.Millisecond)
-	cfg.Sync.RetryMax = adapter.Duration(200 * time.Millisecond)
+	cfg.Sync.RetryBackoffMax = adapter.Duration(200 * time.Millisecond)
 	cfg.Sync.PollInterval = adapter.Duration(10 * time.Millisecond)
 	if tune != nil {
 		tune(cfg)

@@ -34,7 +34,7 @@ func TestSyncUnderFaults(t *testing.T) {
 					// limit near one request at a time.
 					c.EHR.RetryWaitMax = adapter.Duration(20 * time.Millisecond)
 					c.Sync.RetryMin = adapter.Duration(5 * time.Millisecond)
-					c.Sync.RetryMax = adapter.Duration(100 * time.Millisecond)
+					c.Sync.RetryBackoffMax = adapter.Duration(100 * time.Millisecond)
 				}, fhirtest.WithSeed(42))
 				h.ehr.SetFailureRate(0.3, http.StatusTooManyRequests, http.StatusServiceUnavailable)
 				h.ehr.SetDropRate(0.05)

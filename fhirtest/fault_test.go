@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ketamine-fhir/ketamine-fhir/internal/testutil"
 )
 
 // serve calls the handler directly (no network).
@@ -192,8 +194,8 @@ func TestCloseEndsLatencyWaits(t *testing.T) {
 
 func TestRateLimit(t *testing.T) {
 	t.Parallel()
-	clock := &stepClock{t: t0}
-	s := NewUnstartedServer(WithClock(clock.now))
+	clock := testutil.NewClock(t0)
+	s := NewUnstartedServer(WithClock(clock.Now))
 	defer s.Close()
 	s.SetRateLimit(2, 2)
 	if got := statuses(s, 3); !reflect.DeepEqual(got, []int{404, 404, 429}) {
@@ -203,11 +205,11 @@ func TestRateLimit(t *testing.T) {
 	if w.Code != 429 || w.Header().Get("Retry-After") != "1" {
 		t.Errorf("limited: %d Retry-After=%q", w.Code, w.Header().Get("Retry-After"))
 	}
-	clock.set(t0.Add(500 * time.Millisecond)) // one token back
+	clock.Set(t0.Add(500 * time.Millisecond)) // one token back
 	if got := statuses(s, 2); !reflect.DeepEqual(got, []int{404, 429}) {
 		t.Errorf("after 0.5s: %v", got)
 	}
-	clock.set(t0.Add(10 * time.Second)) // bucket full again, not beyond
+	clock.Set(t0.Add(10 * time.Second)) // bucket full again, not beyond
 	if got := statuses(s, 3); !reflect.DeepEqual(got, []int{404, 404, 429}) {
 		t.Errorf("after 10s: %v", got)
 	}

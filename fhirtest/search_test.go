@@ -4,28 +4,11 @@ import (
 	"net/url"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/ketamine-fhir/ketamine-fhir/internal/testutil"
 )
-
-// stepClock is a clock tests move by hand.
-type stepClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *stepClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *stepClock) set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
-}
 
 const product = `"medicationCodeableConcept":{"coding":[{"system":"https://clinic.example.org/fhir/sid/product","code":"ketamine-50mg-ml"}]}`
 
@@ -33,8 +16,8 @@ const product = `"medicationCodeableConcept":{"coding":[{"system":"https://clini
 // else at 2024-03-02.
 func searchSetup(t *testing.T) (*Server, *tclient) {
 	t.Helper()
-	clock := &stepClock{t: time.Date(2024, 3, 1, 0, 0, 0, 0, time.UTC)}
-	s, c := setup(t, WithClock(clock.now))
+	clock := testutil.NewClock(time.Date(2024, 3, 1, 0, 0, 0, 0, time.UTC))
+	s, c := setup(t, WithClock(clock.Now))
 	for _, r := range []string{
 		patientJSON("p1", "M1"),
 		patientJSON("p2", "M2"),
@@ -45,7 +28,7 @@ func searchSetup(t *testing.T) (*Server, *tclient) {
 	} {
 		mustAdd(t, s, r)
 	}
-	clock.set(time.Date(2024, 3, 2, 0, 0, 0, 0, time.UTC))
+	clock.Set(time.Date(2024, 3, 2, 0, 0, 0, 0, time.UTC))
 	for _, r := range []string{
 		`{"resourceType":"MedicationRequest","id":"mr1","identifier":[{"system":"urn:order","value":"R1"}],"status":"active","intent":"order",` + product + `,"subject":{"reference":"Patient/p1"},"authoredOn":"2024-01-01T09:00:00-05:00","requester":{"reference":"Practitioner/d1"}}`,
 		`{"resourceType":"MedicationAdministration","id":"ma1","identifier":[{"system":"urn:admin","value":"A1"}],"status":"completed",` + product + `,"subject":{"reference":"Patient/p1"},"request":{"reference":"MedicationRequest/mr1"},"performer":[{"actor":{"reference":"Practitioner/d1"}}],"effectivePeriod":{"start":"2024-01-02T09:00:00Z","end":"2024-01-02T09:40:00Z"}}`,

@@ -12,7 +12,13 @@
 //	POST /v1/deadletters/{id}/retry    re-queue one dead letter
 //	GET  /metrics                      Prometheus metrics of the registry in Options
 //	GET  /healthz                      the process is up
-//	GET  /readyz                       the store and the EHR answer
+//	GET  /readyz                       the store answers: records can be accepted
+//
+// /readyz does not look at the EHR: the adapter accepts and stores records
+// while the EHR is down. An EHRProber, started and stopped by its owner
+// (serve), checks the EHR in the background; /v1/status reports its last
+// result (reachable, when, error class) and it sets the
+// ketamine_fhir_ehr_up gauge.
 //
 // Every /v1 route requires "Authorization: Bearer TOKEN" (compared in
 // constant time): no or a malformed header is 401 with WWW-Authenticate, a

@@ -30,8 +30,6 @@ type Backend interface {
 	Rejected(re *mapping.RecordError)
 	// Store is the outbox (status counts, dead letters, re-queue, ping).
 	Store() store.Store
-	// PingEHR checks that the EHR answers.
-	PingEHR(ctx context.Context) error
 	// LastSync is when a record was last delivered (zero: never).
 	LastSync() time.Time
 	// Wake tells the delivery loop that new work is there.
@@ -48,9 +46,11 @@ type Options struct {
 	// MaxBodyBytes caps a request body; a larger one is answered 413.
 	// Defaults to 10 MiB.
 	MaxBodyBytes int64
-	// ReadyTimeout bounds each check of /readyz and the EHR check of
-	// /v1/status. Defaults to 2s.
+	// ReadyTimeout bounds the store check of /readyz. Defaults to 2s.
 	ReadyTimeout time.Duration
+	// EHR is the prober whose last result /v1/status reports; its owner
+	// starts and stops it. Nil reports the EHR as never checked.
+	EHR *EHRProber
 	// Gatherer is served on /metrics. Nil means /metrics is not served.
 	Gatherer prometheus.Gatherer
 	// Metrics counts API requests by route and status; nil counts nothing.
@@ -95,6 +95,7 @@ type server struct {
 	hasToken  bool
 	maxBody   int64
 	ready     time.Duration
+	ehr       *EHRProber
 	metrics   *metrics.Metrics
 	log       *slog.Logger
 	now       func() time.Time
@@ -105,7 +106,7 @@ type server struct {
 // middleware.
 func NewRouter(b Backend, opts Options) http.Handler {
 	s := &server{
-		b: b, maxBody: opts.MaxBodyBytes, ready: opts.ReadyTimeout,
+		b: b, maxBody: opts.MaxBodyBytes, ready: opts.ReadyTimeout, ehr: opts.EHR,
 		metrics: opts.Metrics, log: opts.Logger, now: opts.Now,
 	}
 	if s.maxBody <= 0 {

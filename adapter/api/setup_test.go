@@ -1,15 +1,12 @@
 package api_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +18,7 @@ import (
 	"github.com/ketamine-fhir/ketamine-fhir/adapter/api"
 	"github.com/ketamine-fhir/ketamine-fhir/adapter/metrics"
 	"github.com/ketamine-fhir/ketamine-fhir/adapter/store"
+	"github.com/ketamine-fhir/ketamine-fhir/internal/testutil"
 	"github.com/ketamine-fhir/ketamine-fhir/mapping"
 	"github.com/ketamine-fhir/ketamine-fhir/mapping/synth"
 )
@@ -45,8 +43,9 @@ type fakeBackend struct {
 	rejected  int
 	woken     int
 	ingestErr error
-	pingErr   error
-	pingWait  bool // PingEHR waits for its context to end
+	pingErr   error // PingEHR's answer (set with setPing)
+	pingWait  bool  // PingEHR waits for its context to end
+	pings     int
 	lastSync  time.Time
 	panicking bool // Store panics
 }
@@ -97,12 +96,30 @@ func (f *fakeBackend) Store() store.Store {
 	return f.store
 }
 
+// PingEHR is what the EHR prober calls (the engine's PingEHR in serve).
 func (f *fakeBackend) PingEHR(ctx context.Context) error {
-	if f.pingWait {
+	f.mu.Lock()
+	f.pings++
+	wait, err := f.pingWait, f.pingErr
+	f.mu.Unlock()
+	if wait {
 		<-ctx.Done()
 		return ctx.Err()
 	}
-	return f.pingErr
+	return err
+}
+
+// setPing sets what PingEHR answers: err, or no answer at all (wait).
+func (f *fakeBackend) setPing(err error, wait bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.pingErr, f.pingWait = err, wait
+}
+
+func (f *fakeBackend) pingCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.pings
 }
 
 func (f *fakeBackend) LastSync() time.Time { return f.lastSync }
@@ -206,45 +223,36 @@ func (s *fakeStore) state(id int64) store.State {
 	return ""
 }
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// env is what a test needs: the router over a fake backend, its metrics
-// and its captured log.
+// env is what a test needs: the router over a fake backend, its EHR
+// prober (not started: tests call Probe), its metrics and its captured
+// log.
 type env struct {
 	b       *fakeBackend
 	h       http.Handler
+	prober  *api.EHRProber
 	reg     *prometheus.Registry
 	metrics *metrics.Metrics
-	log     *syncBuffer
+	log     *testutil.Buffer
 }
 
 func setup(t *testing.T, mod ...func(*api.Options)) *env {
 	t.Helper()
-	e := &env{b: newFakeBackend(), reg: prometheus.NewRegistry(), log: &syncBuffer{}}
+	e := &env{b: newFakeBackend(), reg: prometheus.NewRegistry(), log: &testutil.Buffer{}}
 	e.metrics = metrics.New(e.reg)
+	e.prober = api.NewEHRProber(e.b.PingEHR, api.ProberOptions{
+		Timeout: 50 * time.Millisecond,
+		Metrics: e.metrics,
+		Logger:  testutil.JSONLogger(e.log),
+		Now:     func() time.Time { return now },
+	})
 	opts := api.Options{
+		EHR:          e.prober,
 		Token:        testToken,
 		MaxBodyBytes: 64 << 10,
 		ReadyTimeout: 50 * time.Millisecond,
 		Gatherer:     e.reg,
 		Metrics:      e.metrics,
-		Logger:       slog.New(slog.NewJSONHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger:       testutil.JSONLogger(e.log),
 		Now:          func() time.Time { return now },
 	}
 	for _, m := range mod {
@@ -327,43 +335,20 @@ func clinic(t *testing.T, patients int) ([]*mapping.Record, []string) {
 	return recs, lines
 }
 
-// phi lists the patient data of records: MRNs, names, birth dates, phones
-// and emails, which must never appear in an answer or a log.
-func phi(recs []*mapping.Record) []string {
-	seen := map[string]bool{}
+// phi returns a scanner for the patient data of the patient records in
+// recs (MRNs, birth dates, phones and emails as values, names as words)
+// and for extra values, none of which may appear in an answer or a log.
+func phi(recs []*mapping.Record, extra ...string) *testutil.PHI {
+	p := &testutil.PHI{}
 	for _, r := range recs {
-		if p := r.Patient; p != nil {
-			seen[p.MRN] = true
-			seen[p.Family] = true
-			for _, g := range p.Given {
-				seen[g] = true
-			}
-			seen[p.BirthDate] = true
-			seen[p.Phone] = true
-			seen[p.Email] = true
+		if pt := r.Patient; pt != nil {
+			p.Values(pt.MRN, pt.BirthDate, pt.Phone, pt.Email)
+			p.Words(pt.Family)
+			p.Words(pt.Given...)
 		}
 	}
-	delete(seen, "")
-	out := make([]string, 0, len(seen))
-	for s := range seen {
-		// JSON may escape non-ASCII; look for the plain form and the
-		// escaped one.
-		out = append(out, s)
-		if b, _ := json.Marshal(s); string(b[1:len(b)-1]) != s {
-			out = append(out, string(b[1:len(b)-1]))
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
-func assertNoPHI(t *testing.T, where, text string, secrets []string) {
-	t.Helper()
-	for _, s := range secrets {
-		if len(s) >= 3 && strings.Contains(text, s) {
-			t.Errorf("%s contains patient data %q", where, s)
-		}
-	}
+	p.Values(extra...)
+	return p
 }
 
 var errBoom = errors.New("disk I/O error")

@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"time"
 
@@ -20,15 +19,9 @@ type Status struct {
 	OldestPendingAgeSeconds float64 `json:"oldest_pending_age_seconds"`
 	// LastSync is when this process last delivered a record; null if never.
 	LastSync *time.Time `json:"last_sync"`
-	// EHR says whether the EHR answered within the ready timeout.
+	// EHR is the result of the last background probe of the EHR (see
+	// EHRProber); the request itself does not contact the EHR.
 	EHR EHRStatus `json:"ehr"`
-}
-
-// EHRStatus is the EHR check of GET /v1/status.
-type EHRStatus struct {
-	Reachable bool `json:"reachable"`
-	// Error is why it is not reachable (free of patient data).
-	Error string `json:"error,omitempty"`
 }
 
 // getStatus is GET /v1/status.
@@ -68,23 +61,10 @@ func (s *server) getStatus(w http.ResponseWriter, r *http.Request) {
 		t = t.UTC()
 		out.LastSync = &t
 	}
-	if err := s.pingEHR(ctx); err != nil {
-		out.EHR.Error = err.Error()
-	} else {
-		out.EHR.Reachable = true
+	if s.ehr != nil {
+		out.EHR = s.ehr.Status()
 	}
 	s.writeJSON(w, r, http.StatusOK, out)
-}
-
-// pingEHR checks the EHR within the ready timeout.
-func (s *server) pingEHR(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, s.ready)
-	defer cancel()
-	err := s.b.PingEHR(ctx)
-	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return errors.New("no answer within " + s.ready.String())
-	}
-	return err
 }
 
 // healthz is GET /healthz: the process is up and serving.
@@ -96,40 +76,25 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 type Readiness struct {
 	// Status is "ok" or "unavailable".
 	Status string `json:"status"`
-	// Checks maps each check ("store", "ehr") to "ok" or "failed".
+	// Checks maps each check ("store") to "ok" or "failed".
 	Checks map[string]string `json:"checks"`
 }
 
-// readyz is GET /readyz: 200 when the store and the EHR answer within the
-// ready timeout, else 503 naming the failed check. Being unauthenticated,
-// it says which check failed, not why; failures are logged.
+// readyz is GET /readyz: 200 when the store answers a ping within the
+// ready timeout, so the API can accept records, else 503. It does not look
+// at the EHR: records are accepted and stored while the EHR is down (its
+// reachability is in /v1/status and ketamine_fhir_ehr_up). Being
+// unauthenticated, it says which check failed, not why; failures are
+// logged.
 func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	type result struct {
-		name string
-		err  error
-	}
-	ch := make(chan result, 2)
-	go func() {
-		c, cancel := context.WithTimeout(ctx, s.ready)
-		defer cancel()
-		ch <- result{"store", s.b.Store().Ping(c)}
-	}()
-	go func() { ch <- result{"ehr", s.pingEHR(ctx)} }()
-	out := Readiness{Status: "ok", Checks: map[string]string{}}
-	for range 2 {
-		res := <-ch
-		if res.err != nil {
-			out.Status = "unavailable"
-			out.Checks[res.name] = "failed"
-			s.log.Warn("readiness check failed", "check", res.name, "request_id", requestID(r), "err", res.err)
-			continue
-		}
-		out.Checks[res.name] = "ok"
-	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.ready)
+	defer cancel()
+	out := Readiness{Status: "ok", Checks: map[string]string{"store": "ok"}}
 	status := http.StatusOK
-	if out.Status != "ok" {
+	if err := s.b.Store().Ping(ctx); err != nil {
+		out.Status, out.Checks["store"] = "unavailable", "failed"
 		status = http.StatusServiceUnavailable
+		s.log.Warn("readiness check failed", "check", "store", "request_id", requestID(r), "err", err)
 	}
 	s.writeJSON(w, r, status, out)
 }

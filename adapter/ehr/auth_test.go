@@ -23,6 +23,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ketamine-fhir/ketamine-fhir/internal/testutil"
 )
 
 var (
@@ -53,24 +55,6 @@ func pkcs8(t *testing.T, k any) []byte {
 		t.Fatal(err)
 	}
 	return pemBlock("PRIVATE KEY", der)
-}
-
-// fakeClock is an adjustable clock for token expiry.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
 }
 
 // authServer is a fake authorization server plus EHR: it serves
@@ -207,7 +191,7 @@ func TestTokenExpiry(t *testing.T) {
 	s := newAuthServer(t)
 	s.expiresIn = 300
 	c := s.client(t, AuthConfig{Mode: AuthClientSecret, ClientID: "c", ClientSecret: "s", TokenURL: s.URL + "/auth/token"}, nil)
-	clock := &fakeClock{t: time.Date(2025, 3, 4, 10, 0, 0, 0, time.UTC)}
+	clock := testutil.NewClock(time.Date(2025, 3, 4, 10, 0, 0, 0, time.UTC))
 	c.now = clock.Now
 	for _, step := range []struct {
 		advance    time.Duration
@@ -436,7 +420,7 @@ func TestSMARTBackend(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			s := newAuthServer(t)
-			clock := &fakeClock{t: time.Now()}
+			clock := testutil.NewClock(time.Now())
 			wantKid := tt.kid
 			if wantKid == "" {
 				wantKid, _ = thumbprint(tt.pub)

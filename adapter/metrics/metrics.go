@@ -37,6 +37,7 @@ type Metrics struct {
 	PacerRate       prometheus.Gauge
 	EHRInFlight     prometheus.Gauge
 	QueueDepth      prometheus.Gauge
+	EHRUp           prometheus.Gauge
 }
 
 // New creates the metrics and registers them, with a build_info gauge, on
@@ -105,6 +106,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			Namespace: Namespace, Name: "delivery_queue_depth",
 			Help: "Rows claimed by the delivery pipeline and not yet completed (claim-ahead queue, delayed, parked, in delivery).",
 		}),
+		EHRUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "ehr_up",
+			Help: "1 if the EHR answered the adapter's last probe of its capability statement, else 0 (also before the first probe).",
+		}),
 	}
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: Namespace, Name: "build_info",
@@ -113,7 +118,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	build.WithLabelValues(buildVersion(), runtime.Version()).Set(1)
 	reg.MustRegister(m.RecordsReceived, m.RecordsRejected, m.RecordsMapped, m.RecordsSynced,
 		m.DeadLetters, m.EHRRequests, m.EHRLatency, m.Retries, m.TokenRefreshes, m.LastSync,
-		m.APIRequests, m.Paused, m.PacerRate, m.EHRInFlight, m.QueueDepth, build)
+		m.APIRequests, m.Paused, m.PacerRate, m.EHRInFlight, m.QueueDepth, m.EHRUp, build)
 	return m
 }
 
@@ -218,6 +223,18 @@ func (m *Metrics) Pipeline(rate float64, inFlight, queued int) {
 		m.EHRInFlight.Set(float64(inFlight))
 		m.QueueDepth.Set(float64(queued))
 	}
+}
+
+// SetEHRUp records whether the EHR answered the last probe.
+func (m *Metrics) SetEHRUp(up bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if up {
+		v = 1
+	}
+	m.EHRUp.Set(v)
 }
 
 // OutboxSource is what the outbox collector reads at scrape time.

@@ -34,6 +34,7 @@ var documented = map[string]dto.MetricType{
 	"ketamine_fhir_token_refreshes_total":                  dto.MetricType_COUNTER,
 	"ketamine_fhir_last_successful_sync_timestamp_seconds": dto.MetricType_GAUGE,
 	"ketamine_fhir_api_requests_total":                     dto.MetricType_COUNTER,
+	"ketamine_fhir_ehr_up":                                 dto.MetricType_GAUGE,
 	"ketamine_fhir_build_info":                             dto.MetricType_GAUGE,
 	"ketamine_fhir_outbox_records":                         dto.MetricType_GAUGE,
 	"ketamine_fhir_outbox_oldest_pending_age_seconds":      dto.MetricType_GAUGE,
@@ -400,6 +401,35 @@ func TestNilMetricsIsANoOp(t *testing.T) {
 	m.EHRRequest("Patient", "GET", 200, time.Millisecond)
 	m.TokenRefresh(errors.New("x"))
 	m.APIRequest("/healthz", 200)
+	m.SetEHRUp(true)
+}
+
+func TestEHRUp(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg)
+	for _, tc := range []struct {
+		name string
+		set  func()
+		want float64
+	}{
+		{"before the first probe", func() {}, 0},
+		{"up", func() { m.SetEHRUp(true) }, 1},
+		{"down", func() { m.SetEHRUp(false) }, 0},
+		{"up again", func() { m.SetEHRUp(true) }, 1},
+	} {
+		tc.set()
+		if got := testutil.ToFloat64(m.EHRUp); got != tc.want {
+			t.Errorf("%s: ketamine_fhir_ehr_up = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	const want = `
+# HELP ketamine_fhir_ehr_up 1 if the EHR answered the adapter's last probe of its capability statement, else 0 (also before the first probe).
+# TYPE ketamine_fhir_ehr_up gauge
+ketamine_fhir_ehr_up 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "ketamine_fhir_ehr_up"); err != nil {
+		t.Error(err)
+	}
 }
 
 // metricRef finds ketamine_fhir_* names in dashboards, rules and docs.

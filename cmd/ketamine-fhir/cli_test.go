@@ -12,9 +12,9 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/ketamine-fhir/ketamine-fhir/internal/testutil"
 	"github.com/ketamine-fhir/ketamine-fhir/mapping"
 )
 
@@ -24,30 +24,11 @@ type cliResult struct {
 	stdout, stderr string
 }
 
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a
-// command's goroutines (logs from delivery workers).
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // runCLI runs the program with args and stdin, in this process, and
 // returns its exit code and output.
 func runCLI(t *testing.T, stdin string, args ...string) cliResult {
 	t.Helper()
-	var stdout, stderr syncBuffer
+	var stdout, stderr testutil.Buffer
 	code := run(t.Context(), args, strings.NewReader(stdin), &stdout, &stderr)
 	return cliResult{code: code, stdout: stdout.String(), stderr: stderr.String()}
 }
@@ -90,34 +71,12 @@ func nonEmptyLines(s string) []string {
 	return out
 }
 
-// phiChecker finds patient data (names, MRNs, birth dates, phones) of a
-// set of patient records in text.
-type phiChecker struct {
-	// values are the exact strings to look for; names are matched as whole
-	// words, so "Mai" does not match "Main".
-	values []string
-	words  []*regexp.Regexp
-}
-
-// newPHIChecker collects the patient data of the patient records in recs.
-func newPHIChecker(t *testing.T, recs []*mapping.Record) *phiChecker {
+// newPHIChecker returns a scanner for the patient data of the patient
+// records in recs: MRNs, birth dates, phones and emails as values, names
+// as whole words (so "Mai" does not match "Main").
+func newPHIChecker(t *testing.T, recs []*mapping.Record) *testutil.PHI {
 	t.Helper()
-	c := &phiChecker{}
-	seen := map[string]bool{}
-	word := func(s string) {
-		if s == "" || seen["w"+s] {
-			return
-		}
-		seen["w"+s] = true
-		c.words = append(c.words, regexp.MustCompile(`(^|[^\p{L}\p{N}])`+regexp.QuoteMeta(s)+`($|[^\p{L}\p{N}])`))
-	}
-	value := func(s string) {
-		if s == "" || seen["v"+s] {
-			return
-		}
-		seen["v"+s] = true
-		c.values = append(c.values, s)
-	}
+	c := &testutil.PHI{}
 	n := 0
 	for _, r := range recs {
 		p := r.Patient
@@ -125,44 +84,14 @@ func newPHIChecker(t *testing.T, recs []*mapping.Record) *phiChecker {
 			continue
 		}
 		n++
-		value(p.MRN)
-		value(p.BirthDate)
-		value(p.Phone)
-		value(p.Email)
-		word(p.Family)
-		for _, g := range p.Given {
-			word(g)
-		}
+		c.Values(p.MRN, p.BirthDate, p.Phone, p.Email)
+		c.Words(p.Family)
+		c.Words(p.Given...)
 	}
-	if n == 0 || len(c.values) == 0 || len(c.words) == 0 {
+	if n == 0 || c.Len() == 0 {
 		t.Fatalf("no patient data to look for in %d records", len(recs))
 	}
 	return c
-}
-
-// find describes the patient data found in text, without repeating it.
-func (c *phiChecker) find(text string) []string {
-	var found []string
-	for i, v := range c.values {
-		if strings.Contains(text, v) {
-			found = append(found, fmt.Sprintf("value #%d (%d bytes)", i, len(v)))
-		}
-	}
-	for i, re := range c.words {
-		if re.MatchString(text) {
-			found = append(found, fmt.Sprintf("name #%d", i))
-		}
-	}
-	return found
-}
-
-// check fails the test if text holds any patient data; what names the
-// text in the failure message.
-func (c *phiChecker) check(t *testing.T, what, text string) {
-	t.Helper()
-	for _, f := range c.find(text) {
-		t.Errorf("%s contains patient data: %s", what, f)
-	}
 }
 
 // readRecords parses NDJSON local records with the default config.
@@ -632,7 +561,7 @@ func TestPHIChecker(t *testing.T) {
 		{"Zoë called from +1-508-555-0100 (born 1980-02-03)", 3},
 		{"given=Mai", 1},
 	} {
-		if got := c.find(tt.text); len(got) != tt.hits {
+		if got := c.Find(tt.text); len(got) != tt.hits {
 			t.Errorf("find(%q) = %v, want %d hits", tt.text, got, tt.hits)
 		}
 	}

@@ -59,16 +59,6 @@ func loadConfig(path string, stderr io.Writer) (*adapter.Config, bool) {
 	return cfg, true
 }
 
-// isTerminal reports whether w is a character device (a terminal).
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
-
 // newLogger builds the process logger: JSON by default, text on a
 // terminal (log.format auto).
 func newLogger(cfg adapter.LogConfig, w io.Writer) *slog.Logger {

@@ -193,7 +193,7 @@ func TestSyncSurvivesKill9(t *testing.T) {
 		t.Errorf("the EHR injected %d faults and %d lost responses, want some of each", faults, lost)
 	}
 	for i, out := range outputs {
-		c.phi.check(t, fmt.Sprintf("output %d of import and the killed and final syncs", i+1), out)
+		c.phi.Check(t, fmt.Sprintf("output %d of import and the killed and final syncs", i+1), out)
 	}
 	if s := strings.Join(outputs, ""); strings.Contains(s, "panic:") || strings.Contains(s, "DATA RACE") {
 		t.Errorf("a sync panicked or raced:\n%s", clip(s))

@@ -83,7 +83,7 @@ func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	cfg.EHR.BaseURL = ehr.URL
 	cfg.EHR.RetryWaitMax = adapter.Duration(200 * time.Millisecond)
 	cfg.Sync.RetryMin = adapter.Duration(50 * time.Millisecond)
-	cfg.Sync.RetryMax = adapter.Duration(time.Second)
+	cfg.Sync.RetryBackoffMax = adapter.Duration(time.Second)
 	cfg.Sync.PollInterval = adapter.Duration(50 * time.Millisecond)
 	cfg.Sync.Deadline = adapter.Duration(5 * time.Minute)
 	cfg.Log.Level = "error"
@@ -93,7 +93,7 @@ func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	}
 	defer env.close()
 
-	st, err := importFiles(ctx, env.engine, []string{recordsPath}, nil, stderr, nil)
+	st, err := importFiles(ctx, env.engine, []string{recordsPath}, nil, stderr, progressConfig{})
 	if err != nil {
 		fmt.Fprintf(stderr, "demo: import: %v\n", err)
 		return exitFailed
@@ -101,7 +101,7 @@ func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	fmt.Fprintf(stdout, "3. imported them into the SQLite outbox: %d inserted, %d rejected\n", st.inserted, st.rejected)
 
 	fmt.Fprintln(stdout, "4. synced:")
-	code = syncAndReport(ctx, env, -1, stdout, stderr)
+	code = syncAndReport(ctx, env, -1, progressConfig{}, stdout, stderr)
 
 	// 5. What the EHR holds.
 	fmt.Fprintln(stdout, "5. the EHR now holds:")

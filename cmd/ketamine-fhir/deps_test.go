@@ -15,7 +15,9 @@ import (
 //   - adapter/store and adapter/ehr never import mapping, even indirectly;
 //   - nothing but cmd imports fhirtest outside tests, and nothing imports
 //     cmd;
-//   - arrows point one way: mapping and fhirtest import nothing of adapter.
+//   - arrows point one way: mapping and fhirtest import nothing of adapter;
+//   - internal/testutil imports only the standard library, and only tests
+//     import it.
 const module = "github.com/ketamine-fhir/ketamine-fhir"
 
 type listedPackage struct {
@@ -91,6 +93,19 @@ func TestImportPolicy(t *testing.T) {
 				if under(dep, module+"/mapping") {
 					t.Errorf("%s depends on %s: store and ehr must not know mapping", p.ImportPath, dep)
 				}
+			}
+		}
+		if under(p.ImportPath, module+"/internal/testutil") {
+			checked++
+			for _, imp := range p.Imports {
+				if !isStd(imp) {
+					t.Errorf("%s imports %s: testutil may import only the standard library, so every package's tests can use it", p.ImportPath, imp)
+				}
+			}
+		}
+		for _, imp := range p.Imports {
+			if under(imp, module+"/internal/testutil") {
+				t.Errorf("%s imports %s outside its tests: testutil is for _test.go files", p.ImportPath, imp)
 			}
 		}
 		if !under(p.ImportPath, module+"/cmd") {

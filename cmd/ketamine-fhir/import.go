@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"time"
 
 	"github.com/ketamine-fhir/ketamine-fhir/adapter"
 	"github.com/ketamine-fhir/ketamine-fhir/adapter/store"
@@ -24,7 +23,7 @@ type importStats struct {
 func runImport(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlags("import", "--config C FILE...", stderr)
 	configPath := fs.String("config", "", "configuration file (default: built-in defaults)")
-	quiet := fs.Bool("quiet", false, "no progress output")
+	quiet := fs.Bool("quiet", false, "no progress output (a bar on a terminal, else a log line every 10s)")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -32,16 +31,15 @@ func runImport(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		fs.Usage()
 		return exitUsage
 	}
-	env, code := setup(ctx, *configPath, stderr)
+	mode := progressModeFor(*quiet, stderr)
+	errOut, barOut := progressOutputs(mode, stderr)
+	env, code := setup(ctx, *configPath, errOut)
 	if env == nil {
 		return code
 	}
 	defer env.close()
-	var prog *progress
-	if !*quiet {
-		prog = newProgress(stderr, isTerminal(stderr))
-	}
-	st, err := importFiles(ctx, env.engine, fs.Args(), stdin, stderr, prog)
+	prog := progressConfig{Job: "import", Unit: unitBytes, Mode: mode, Out: barOut, Log: env.log}
+	st, err := importFiles(ctx, env.engine, fs.Args(), stdin, errOut, prog)
 	fmt.Fprintf(stdout, "imported: %d read, %d inserted, %d updated, %d unchanged, %d rejected\n",
 		st.read, st.inserted, st.updated, st.unchanged, st.rejected)
 	if err != nil {
@@ -55,10 +53,13 @@ func runImport(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 }
 
 // importFiles reads every file, reports each bad record on stderr and
-// commits the good ones to the outbox in batches.
-func importFiles(ctx context.Context, eng *adapter.Engine, files []string, stdin io.Reader, stderr io.Writer, prog *progress) (importStats, error) {
+// commits the good ones to the outbox in batches. It shows progress as
+// prog says, in bytes read of the files' total size (unknown when a file
+// is stdin).
+func importFiles(ctx context.Context, eng *adapter.Engine, files []string, stdin io.Reader, stderr io.Writer, prog progressConfig) (importStats, error) {
 	var st importStats
-	var total int64
+	var total int64 // 0 when a size is unknown
+	sized := true
 	inputs := make([]*inputFile, 0, len(files))
 	defer func() {
 		for _, in := range inputs {
@@ -71,9 +72,20 @@ func importFiles(ctx context.Context, eng *adapter.Engine, files []string, stdin
 			return st, err
 		}
 		inputs = append(inputs, in)
+		sized = sized && in.size > 0
 		total += in.size
 	}
-	var done int64
+	if !sized {
+		total = 0
+	}
+	p := startProgress(prog, func() (int64, int64) {
+		var done int64
+		for _, in := range inputs {
+			done += in.counter.n.Load()
+		}
+		return done, total
+	})
+	defer p.Stop()
 	batch := make([]*mapping.Record, 0, importBatch)
 	flush := func() error {
 		if len(batch) == 0 {
@@ -123,76 +135,11 @@ func importFiles(ctx context.Context, eng *adapter.Engine, files []string, stdin
 				if err := flush(); err != nil {
 					return st, err
 				}
-				prog.update(st.read, done+in.counter.n, total)
 			}
 		}
-		done += in.counter.n
 	}
 	if err := flush(); err != nil {
 		return st, err
 	}
-	prog.finish(st.read, done, total)
 	return st, nil
-}
-
-// progress prints import progress: a redrawn line with rate and ETA on a
-// terminal, a plain line every few seconds otherwise.
-type progress struct {
-	w     io.Writer
-	tty   bool
-	start time.Time
-	last  time.Time
-}
-
-func newProgress(w io.Writer, tty bool) *progress {
-	now := time.Now()
-	return &progress{w: w, tty: tty, start: now, last: now}
-}
-
-func (p *progress) update(records int, bytes, total int64) {
-	if p == nil {
-		return
-	}
-	now := time.Now()
-	every := 5 * time.Second
-	if p.tty {
-		every = 200 * time.Millisecond
-	}
-	if now.Sub(p.last) < every {
-		return
-	}
-	p.last = now
-	p.print(records, bytes, total, now)
-}
-
-func (p *progress) print(records int, bytes, total int64, now time.Time) {
-	elapsed := now.Sub(p.start).Seconds()
-	rate := 0.0
-	if elapsed > 0 {
-		rate = float64(records) / elapsed
-	}
-	line := fmt.Sprintf("imported %d records (%.0f/s)", records, rate)
-	if total > 0 && bytes > 0 {
-		pct := float64(bytes) / float64(total)
-		line += fmt.Sprintf(", %.1f%%", 100*pct)
-		if pct < 1 && elapsed > 0 {
-			eta := time.Duration(elapsed*(1-pct)/pct) * time.Second
-			line += ", ETA " + eta.Round(time.Second).String()
-		}
-	}
-	if p.tty {
-		fmt.Fprintf(p.w, "\r\033[K%s", line)
-	} else {
-		fmt.Fprintln(p.w, line)
-	}
-}
-
-func (p *progress) finish(records int, bytes, total int64) {
-	if p == nil {
-		return
-	}
-	p.print(records, bytes, total, time.Now())
-	if p.tty {
-		fmt.Fprintln(p.w)
-	}
 }

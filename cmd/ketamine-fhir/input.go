@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 
 	"github.com/ketamine-fhir/ketamine-fhir/mapping"
 )
@@ -21,15 +22,16 @@ type inputFile struct {
 	reader  mapping.Reader
 }
 
-// countingReader counts bytes read, for progress and ETA.
+// countingReader counts bytes read, for progress and ETA; the progress
+// reporter reads n from its own goroutine.
 type countingReader struct {
 	r io.Reader
-	n int64
+	n atomic.Int64
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
-	c.n += int64(n)
+	c.n.Add(int64(n))
 	return n, err
 }
 

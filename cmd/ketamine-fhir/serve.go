@@ -13,6 +13,7 @@ import (
 
 	"github.com/ketamine-fhir/ketamine-fhir/adapter"
 	"github.com/ketamine-fhir/ketamine-fhir/adapter/api"
+	"github.com/ketamine-fhir/ketamine-fhir/adapter/ehr"
 )
 
 // Timeouts of the API's HTTP server. A request body may be up to
@@ -73,10 +74,20 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 		fmt.Fprintf(stderr, "ketamine-fhir serve: api.addr: %v\n", err)
 		return exitUsage
 	}
+	// The EHR's reachability is probed in the background for /v1/status
+	// and ketamine_fhir_ehr_up; readiness (/readyz) is the store's alone.
+	prober := api.NewEHRProber(env.engine.PingEHR, api.ProberOptions{
+		Interval: cfg.API.EHRProbeInterval.D(),
+		Timeout:  cfg.API.ReadyTimeout.D(),
+		Classify: ehr.Reason,
+		Metrics:  env.metrics,
+		Logger:   log,
+	})
 	handler := api.NewRouter(env.engine, api.Options{
 		Token:        cfg.API.Token,
 		MaxBodyBytes: cfg.API.MaxBodyBytes,
 		ReadyTimeout: cfg.API.ReadyTimeout.D(),
+		EHR:          prober,
 		Gatherer:     env.reg,
 		Metrics:      env.metrics,
 		Logger:       log,
@@ -95,6 +106,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 	}
 
 	env.engine.Start(ctx)
+	prober.Start(ctx)
 	serveErr := make(chan error, 1)
 	go func() {
 		if tlsCfg != nil {
@@ -114,26 +126,32 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 		log.Error("the HTTP server stopped", "err", err)
 		code = exitFailed
 	}
-	shutdown(context.WithoutCancel(ctx), srv, env.engine, cfg.Sync.ShutdownTimeout.D(), log)
+	shutdown(context.WithoutCancel(ctx), srv, env.engine, prober, cfg.Sync.ShutdownTimeout.D(), log)
 	return code
 }
 
-// shutdown stops the HTTP server and the engine at the same time, both
-// within timeout. Requests still running at the deadline are cut; the
-// engine aborts its deliveries, whose rows stay in the outbox (in flight
-// until their lease expires or retrying) and are delivered, idempotently,
-// by the next run.
-func shutdown(ctx context.Context, srv *http.Server, eng *adapter.Engine, timeout time.Duration, log *slog.Logger) {
+// shutdown stops the HTTP server, the engine and the EHR prober at the
+// same time, all within timeout. Requests still running at the deadline
+// are cut; the engine aborts its deliveries, whose rows stay in the outbox
+// (in flight until their lease expires or retrying) and are delivered,
+// idempotently, by the next run; a probe in flight is abandoned.
+func shutdown(ctx context.Context, srv *http.Server, eng *adapter.Engine, prober *api.EHRProber, timeout time.Duration, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	start := time.Now()
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		if err := srv.Shutdown(ctx); err != nil {
 			log.Warn("HTTP requests still running at the shutdown deadline were cut", "err", err)
 			srv.Close()
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if err := prober.Stop(ctx); err != nil {
+			log.Warn("the EHR probe did not stop by the shutdown deadline", "err", err)
 		}
 	}()
 	if err := eng.Stop(ctx); err != nil {

@@ -19,6 +19,7 @@ func runSync(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	fs := newFlags("sync", "--config C", stderr)
 	configPath := fs.String("config", "", "configuration file (default: built-in defaults)")
 	deadline := fs.Duration("deadline", -1, "stop after this long even if records are still retrying (default: sync.deadline)")
+	quiet := fs.Bool("quiet", false, "no progress output (a bar on a terminal, else a log line every 10s)")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -26,17 +27,20 @@ func runSync(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 		fs.Usage()
 		return exitUsage
 	}
-	env, code := setup(ctx, *configPath, stderr)
+	mode := progressModeFor(*quiet, stderr)
+	errOut, barOut := progressOutputs(mode, stderr)
+	env, code := setup(ctx, *configPath, errOut)
 	if env == nil {
 		return code
 	}
 	defer env.close()
-	return syncAndReport(ctx, env, *deadline, stdout, stderr)
+	prog := progressConfig{Job: "sync", Unit: unitRecords, Mode: mode, Out: barOut, Log: env.log}
+	return syncAndReport(ctx, env, *deadline, prog, stdout, errOut)
 }
 
-// syncAndReport runs one sync and prints the summary; exit 0 when nothing
-// is dead, 1 otherwise.
-func syncAndReport(ctx context.Context, env *env, deadline time.Duration, stdout, stderr io.Writer) int {
+// syncAndReport runs one sync, showing progress as prog says, and prints
+// the summary; exit 0 when nothing is dead, 1 otherwise.
+func syncAndReport(ctx context.Context, env *env, deadline time.Duration, prog progressConfig, stdout, stderr io.Writer) int {
 	if deadline < 0 {
 		deadline = env.cfg.Sync.Deadline.D()
 	}
@@ -45,7 +49,9 @@ func syncAndReport(ctx context.Context, env *env, deadline time.Duration, stdout
 		until = time.Now().Add(deadline)
 	}
 	start := time.Now()
+	p := startProgress(prog, liveProgress(ctx, env))
 	st, err := env.engine.Sync(ctx, until)
+	p.Stop()
 	if err != nil {
 		fmt.Fprintf(stderr, "ketamine-fhir sync: %v\n", err)
 	}
@@ -112,6 +118,27 @@ func formatReasons(reasons map[string]int) string {
 		parts[i] = fmt.Sprintf("%s %d", k, reasons[k])
 	}
 	return strings.Join(parts, ", ")
+}
+
+// liveProgress is the progress of a sync from the engine's live
+// counters: done is the rows recorded synced or dead since start, total
+// the rows not yet synced or dead when the sync began.
+func liveProgress(ctx context.Context, env *env) progressSource {
+	var total int64
+	if counts, err := env.store.Counts(ctx); err == nil {
+		for _, states := range counts {
+			for state, n := range states {
+				if state != store.StateSynced && state != store.StateDead {
+					total += int64(n)
+				}
+			}
+		}
+	}
+	start := env.engine.Progress()
+	return func() (int64, int64) {
+		done := env.engine.Progress() - start
+		return done, max(total, done)
+	}
 }
 
 // printCounts prints the outbox as a table of kinds by states.

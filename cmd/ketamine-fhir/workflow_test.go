@@ -12,6 +12,7 @@ import (
 
 	"github.com/ketamine-fhir/ketamine-fhir/adapter/store"
 	"github.com/ketamine-fhir/ketamine-fhir/fhirtest"
+	"github.com/ketamine-fhir/ketamine-fhir/internal/testutil"
 	"github.com/ketamine-fhir/ketamine-fhir/mapping"
 	"github.com/ketamine-fhir/ketamine-fhir/mapping/synth"
 )
@@ -35,7 +36,7 @@ sync:
   batch_size: 32
   lease: %s
   retry_min: 20ms
-  retry_max: 200ms
+  retry_backoff_max: 200ms
   poll_interval: 20ms
   deadline: 90s
 log:
@@ -49,7 +50,7 @@ log:
 type clinic struct {
 	recs []*mapping.Record
 	path string
-	phi  *phiChecker
+	phi  *testutil.PHI
 }
 
 // newClinic writes `generate --patients n --seed seed` to dir.
@@ -201,8 +202,8 @@ func TestImportSyncReimport(t *testing.T) {
 	cfg := writeConfig(t, dir, ehr.URL, "")
 	check := func(what string, r cliResult) {
 		t.Helper()
-		c.phi.check(t, what+" stdout", r.stdout)
-		c.phi.check(t, what+" stderr", r.stderr)
+		c.phi.Check(t, what+" stdout", r.stdout)
+		c.phi.Check(t, what+" stderr", r.stderr)
 	}
 
 	imp := runCLI(t, "", "import", "--config", cfg, c.path)
@@ -211,8 +212,8 @@ func TestImportSyncReimport(t *testing.T) {
 	if want := fmt.Sprintf("imported: %d read, %d inserted, 0 updated, 0 unchanged, 0 rejected\n", len(c.recs), len(c.recs)); imp.stdout != want {
 		t.Errorf("import stdout = %q, want %q", imp.stdout, want)
 	}
-	if !strings.Contains(imp.stderr, fmt.Sprintf("imported %d records", len(c.recs))) {
-		t.Errorf("import printed no progress line on stderr:\n%s", clip(imp.stderr))
+	if !strings.Contains(imp.stderr, `"msg":"import progress"`) || !strings.Contains(imp.stderr, `"percent":100,"unit":"bytes"`) {
+		t.Errorf("import printed no final progress line on stderr:\n%s", clip(imp.stderr))
 	}
 
 	s := runCLI(t, "", "sync", "--config", cfg)
@@ -424,8 +425,8 @@ func TestSyncRejectedRecordAndDeadletters(t *testing.T) {
 	}
 
 	for i, r := range outputs {
-		c.phi.check(t, fmt.Sprintf("command %d stdout", i+1), r.stdout)
-		c.phi.check(t, fmt.Sprintf("command %d stderr", i+1), r.stderr)
+		c.phi.Check(t, fmt.Sprintf("command %d stdout", i+1), r.stdout)
+		c.phi.Check(t, fmt.Sprintf("command %d stderr", i+1), r.stderr)
 	}
 }
 
@@ -446,6 +447,7 @@ log:
   level: loud
 `))
 	unknown := writeFile(t, dir, "unknown.yaml", []byte("ehr:\n  base_urll: http://x\nsyncc:\n  lease: 1s\n"))
+	renamed := writeFile(t, dir, "renamed.yaml", []byte("sync:\n  retry_min: 1s\n  retry_max: 2m\n"))
 	tests := []struct {
 		name   string
 		file   string
@@ -459,6 +461,7 @@ log:
 			"config: ehr.auth.mode: ", "config: sync.concurrency: ", "config: sync.lease: ", "config: log.level: ",
 		}},
 		{"unknown keys", unknown, exitUsage, "", []string{"base_urll", "syncc"}},
+		{"renamed key", renamed, exitUsage, "", []string{"config: " + renamed + ": line 3: sync.retry_max was renamed to sync.retry_backoff_max"}},
 		{"missing file", filepath.Join(dir, "none.yaml"), exitUsage, "", []string{"config: reading "}},
 	}
 	for _, tt := range tests {
@@ -503,8 +506,8 @@ func TestDemo(t *testing.T) {
 		t.Fatal(err)
 	}
 	phi := newPHIChecker(t, recs)
-	phi.check(t, "demo stdout", r.stdout)
-	phi.check(t, "demo stderr", r.stderr)
+	phi.Check(t, "demo stdout", r.stdout)
+	phi.Check(t, "demo stderr", r.stderr)
 	kinds := map[string]int{}
 	for _, rec := range recs {
 		kinds[string(rec.Kind)]++
