@@ -521,12 +521,13 @@ func (c *Config) Validate() error {
 	if s.BatchSize < 1 || s.BatchSize > 10000 {
 		add("sync.batch_size: must be between 1 and 10000")
 	}
-	// Leases are renewed every third of their length; one attempt of the
-	// slowest request (ehr.timeout) must fit in a renewal period, so that
-	// an attempt under way when a renewal is late still ends inside the
-	// lease and no other process delivers the row meanwhile.
-	if s.Lease < Duration(time.Second) || s.Lease < 3*c.EHR.Timeout {
-		add("sync.lease: must be at least 1s and 3 x ehr.timeout (%s), the longest one delivery attempt can take between two renewals", 3*c.EHR.Timeout.D())
+	// Leases are renewed every third of their length while a row is held,
+	// so a delivery may take any time; but one request attempt (up to
+	// ehr.timeout) must fit in a lease, or a renewal missed while it is
+	// under way (a busy store) would let another process deliver the row
+	// at the same time.
+	if s.Lease < Duration(time.Second) || s.Lease <= c.EHR.Timeout {
+		add("sync.lease: must be at least 1s and longer than ehr.timeout (%s), the longest one request to the EHR can take", c.EHR.Timeout.D())
 	}
 	if s.AuthProbe <= 0 {
 		add("sync.auth_probe: must be positive")

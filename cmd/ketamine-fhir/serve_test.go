@@ -47,7 +47,7 @@ func serveConfig(t *testing.T, dir, ehrURL, addr, apiExtra string) string {
 	cfg := fmt.Sprintf(`store: sqlite:%s
 ehr:
   base_url: %s
-  timeout: 10s
+  timeout: 4s
   retry_max: 1
   retry_wait_max: 1s
 sync:
@@ -462,8 +462,8 @@ func TestServeShutdownDuringSync(t *testing.T) {
 	if m == nil {
 		t.Fatalf("no summary line in the sync output:\n%s", out.String())
 	}
-	if want := strconv.Itoa(len(recs) - synced); m[1] != want || m[2] != "0" {
-		t.Errorf("sync: %s delivered, %s dead; want %s (the records not synced at the shutdown), 0", m[1], m[2], want)
+	if want := strconv.Itoa(len(recs) - synced); m[1] != want || m[5] != "0" {
+		t.Errorf("sync: %s synced, %s dead; want %s (the records not synced at the shutdown), 0", m[1], m[5], want)
 	}
 	assertAllSynced(t, parseCountsTable(t, out.String()), kindsOf(recs))
 	assertEHRExactlyOnce(t, ehr, recs)

@@ -106,7 +106,7 @@ func reasonsIn(ctx context.Context, st store.Store, state store.State) (map[stri
 	}
 }
 
-// formatReasons writes "class n, class n" in order of class.
+// formatReasons writes "class=n, class=n" in order of class.
 func formatReasons(reasons map[string]int) string {
 	keys := make([]string, 0, len(reasons))
 	for k := range reasons {
@@ -115,7 +115,7 @@ func formatReasons(reasons map[string]int) string {
 	sort.Strings(keys)
 	parts := make([]string, len(keys))
 	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%s %d", k, reasons[k])
+		parts[i] = fmt.Sprintf("%s=%d", k, reasons[k])
 	}
 	return strings.Join(parts, ", ")
 }

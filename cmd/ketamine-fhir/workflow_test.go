@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ketamine-fhir/ketamine-fhir/adapter/store"
 	"github.com/ketamine-fhir/ketamine-fhir/fhirtest"
@@ -25,10 +26,16 @@ func writeConfig(t *testing.T, dir, ehrURL, lease string) string {
 	if lease == "" {
 		lease = "5s"
 	}
+	d, err := time.ParseDuration(lease)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// sync.lease must be longer than ehr.timeout.
+	timeout := min(4*time.Second, d/2)
 	cfg := fmt.Sprintf(`store: %q
 ehr:
   base_url: %q
-  timeout: 10s
+  timeout: %s
   retry_max: 2
   retry_wait_max: 50ms
 sync:
@@ -42,7 +49,7 @@ sync:
 log:
   format: json
   level: info
-`, "sqlite:"+filepath.Join(dir, "o.db"), ehrURL, lease)
+`, "sqlite:"+filepath.Join(dir, "o.db"), ehrURL, timeout, lease)
 	return writeFile(t, dir, "config.yaml", []byte(cfg))
 }
 
@@ -142,8 +149,8 @@ func parseCountsTable(t *testing.T, out string) map[string]map[string]int {
 		table := map[string]map[string]int{}
 		for _, row := range lines[i+1:] {
 			f := strings.Fields(row)
-			if len(f) != len(header) {
-				break
+			if len(f) != len(header) || strings.HasSuffix(row, ":") || strings.Contains(row, ":") {
+				break // the end of the table, or the reasons lines after it
 			}
 			table[f[0]] = map[string]int{}
 			for j, s := range store.States {
@@ -191,7 +198,9 @@ func writes(ehr *fhirtest.Server) int {
 	return n
 }
 
-var syncLine = regexp.MustCompile(`(?m)^sync: (\d+) delivered, (\d+) dead in `)
+// syncLine matches sync's summary line; its groups are the synced,
+// unchanged, retrying, waiting and dead counts.
+var syncLine = regexp.MustCompile(`(?m)^sync: (\d+) synced \((\d+) unchanged, not sent\), (\d+) retrying, (\d+) waiting, (\d+) dead in `)
 
 func TestImportSyncReimport(t *testing.T) {
 	t.Parallel()
@@ -220,7 +229,7 @@ func TestImportSyncReimport(t *testing.T) {
 	check("sync", s)
 	s.want(t, exitOK, "sync")
 	m := syncLine.FindStringSubmatch(s.stdout)
-	if m == nil || m[1] != strconv.Itoa(len(c.recs)) || m[2] != "0" {
+	if m == nil || m[1] != strconv.Itoa(len(c.recs)) || m[5] != "0" {
 		t.Errorf("sync summary line wrong, want %d delivered, 0 dead:\n%s", len(c.recs), s.stdout)
 	}
 	assertAllSynced(t, parseCountsTable(t, s.stdout), c.kinds())
@@ -236,7 +245,7 @@ func TestImportSyncReimport(t *testing.T) {
 	s2 := runCLI(t, "", "sync", "--config", cfg)
 	check("second sync", s2)
 	s2.want(t, exitOK, "second sync")
-	if m := syncLine.FindStringSubmatch(s2.stdout); m == nil || m[1] != "0" || m[2] != "0" {
+	if m := syncLine.FindStringSubmatch(s2.stdout); m == nil || m[1] != "0" || m[5] != "0" {
 		t.Errorf("second sync delivered something:\n%s", s2.stdout)
 	}
 	if n := writes(ehr) - before; n != 0 {
@@ -316,7 +325,7 @@ func TestSyncRejectedRecordAndDeadletters(t *testing.T) {
 		"MedicationAdministration": "administration", "Observation": "score",
 	}[strings.Split(strings.TrimPrefix(rejected.Path, "/fhir/R4/"), "/")[0]]
 	t.Logf("the EHR rejected %s %s (a %s record)", rejected.Method, rejected.Path, wantKind)
-	if m := syncLine.FindStringSubmatch(s.stdout); m == nil || m[2] != "1" {
+	if m := syncLine.FindStringSubmatch(s.stdout); m == nil || m[5] != "1" {
 		t.Errorf("sync summary does not show one dead record:\n%s", s.stdout)
 	}
 	table := parseCountsTable(t, s.stdout)
@@ -516,7 +525,7 @@ func TestDemo(t *testing.T) {
 		fmt.Sprintf("1. generated %d local records for 5 patients", len(recs)),
 		"(20% of requests answered 429/503",
 		fmt.Sprintf("3. imported them into the SQLite outbox: %d inserted, 0 rejected", len(recs)),
-		fmt.Sprintf("sync: %d delivered, 0 dead", len(recs)),
+		fmt.Sprintf("sync: %d synced (0 unchanged, not sent), ", len(recs)),
 		"no identifier is held twice: every record is in the EHR exactly once",
 	} {
 		if !strings.Contains(r.stdout, want) {
@@ -537,4 +546,72 @@ func TestDemo(t *testing.T) {
 	if m := regexp.MustCompile(`\((\d+) injected faults\)`).FindStringSubmatch(r.stdout); m == nil || m[1] == "0" {
 		t.Errorf("demo injected no faults:\n%s", r.stdout)
 	}
+}
+
+// TestSyncAuthorizationFailureCLI: an EHR that answers 403 makes sync
+// exit 1 with the reason, leaving every record queued with reason auth
+// and none dead; once the EHR accepts the adapter, sync delivers them.
+func TestSyncAuthorizationFailureCLI(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	c := newClinic(t, dir, 2, 31)
+	ehr := fhirtest.NewServer()
+	defer ehr.Close()
+	cfg := writeConfig(t, dir, ehr.URL, "")
+	runCLI(t, "", "import", "--quiet", "--config", cfg, c.path).want(t, exitOK, "import")
+	ehr.SetFailureRate(1, http.StatusForbidden)
+	s := runCLI(t, "", "sync", "--quiet", "--config", cfg)
+	s.want(t, exitFailed, "sync against a 403")
+	if !strings.Contains(s.stderr, "authorization") || !strings.Contains(s.stderr, "scopes") {
+		t.Errorf("sync stderr does not say what failed and what to check:\n%s", clip(s.stderr))
+	}
+	if !strings.Contains(s.stdout, "retrying by reason: auth=") {
+		t.Errorf("sync summary does not show the auth reason:\n%s", s.stdout)
+	}
+	table := parseCountsTable(t, s.stdout)
+	for kind, states := range table {
+		if states["dead"] != 0 {
+			t.Errorf("%d %s records dead after a 403", states["dead"], kind)
+		}
+	}
+	ehr.ClearFaults()
+	s = runCLI(t, "", "sync", "--quiet", "--config", cfg)
+	s.want(t, exitOK, "sync after the fix")
+	assertAllSynced(t, parseCountsTable(t, s.stdout), c.kinds())
+	assertEHRExactlyOnce(t, ehr, c.recs)
+}
+
+// TestResyncCLI: resync re-queues synced records, and sync sends none of
+// them when their FHIR output is unchanged.
+func TestResyncCLI(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	c := newClinic(t, dir, 2, 32)
+	ehr := fhirtest.NewServer()
+	defer ehr.Close()
+	cfg := writeConfig(t, dir, ehr.URL, "")
+	runCLI(t, "", "import", "--quiet", "--config", cfg, c.path).want(t, exitOK, "import")
+	runCLI(t, "", "sync", "--quiet", "--config", cfg).want(t, exitOK, "sync")
+	orders := 0
+	for _, r := range c.recs {
+		if r.Kind == mapping.KindOrder {
+			orders++
+		}
+	}
+	r := runCLI(t, "", "resync", "--config", cfg, "--kind", "order", "--since", "2000-01-01")
+	r.want(t, exitOK, "resync")
+	if want := fmt.Sprintf("re-queued %d synced records", orders); !strings.Contains(r.stdout, want) {
+		t.Errorf("resync stdout %q, want %q", r.stdout, want)
+	}
+	before := writes(ehr)
+	s := runCLI(t, "", "sync", "--quiet", "--config", cfg)
+	s.want(t, exitOK, "sync after resync")
+	if m := syncLine.FindStringSubmatch(s.stdout); m == nil || m[1] != strconv.Itoa(orders) || m[2] != strconv.Itoa(orders) {
+		t.Errorf("sync after resync: want %d synced, all unchanged:\n%s", orders, s.stdout)
+	}
+	if n := writes(ehr) - before; n != 0 {
+		t.Errorf("sync after a resync of unchanged records wrote %d times", n)
+	}
+	runCLI(t, "", "resync", "--config", cfg, "--kind", "bogus").want(t, exitUsage, "resync with a bad kind")
+	runCLI(t, "", "resync", "--config", cfg, "--since", "yesterday").want(t, exitUsage, "resync with a bad date")
 }
