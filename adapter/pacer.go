@@ -14,10 +14,14 @@ import (
 // default.
 type PacerConfig struct {
 	// MaxRate is a ceiling in requests per second; the rate starts from it.
-	// 0 means no ceiling: the rate starts unlimited and is only set once
-	// the EHR pushes back, at the end of the first window with 429s (so
-	// up to one Window of requests at the callers' full speed).
+	// 0 means no ceiling: the rate starts at StartRate and doubles every
+	// tenth of a Window while requests go through and the rate is what
+	// holds them back (slow start), until the EHR pushes back or the
+	// callers cannot use more (then it is unlimited).
 	MaxRate float64
+	// StartRate is where slow start begins when MaxRate is 0. Defaults to
+	// 10 requests per second.
+	StartRate float64
 	// MinRate is the floor multiplicative decrease stops at. Defaults to 1
 	// request per second.
 	MinRate float64
@@ -40,6 +44,9 @@ type PacerConfig struct {
 //
 //   - Every request waits for the rate before it is sent (Wait) and
 //     reports its answer after (Done).
+//   - Without MaxRate, the rate starts with slow start (see
+//     PacerConfig.MaxRate and rollSlow), so that an EHR's rate limit is
+//     found with a handful of 429s, not a burst of them.
 //   - Per Window, if more answers were 429 or 503 than the share seen
 //     before (the noise level) explains, by 3 standard deviations (while
 //     the level is 0: any), the rate decreases once to
@@ -79,6 +86,9 @@ type Pacer struct {
 	pauseWhy   string
 	paused     chan struct{} // closed when a pause may have ended
 	inFlight   int
+	slow       bool    // in slow start
+	prevOK     float64 // successful answers per second of the last slow-start period
+	probeSlow  bool    // the probing decrease ended slow start
 }
 
 // NewPacer returns a Pacer for cfg.
@@ -98,11 +108,14 @@ func NewPacer(cfg PacerConfig) *Pacer {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	limit := rate.Inf
-	if cfg.MaxRate > 0 {
-		limit = rate.Limit(cfg.MaxRate)
+	if cfg.StartRate <= 0 {
+		cfg.StartRate = 10
 	}
-	p := &Pacer{cfg: cfg, limiter: rate.NewLimiter(limit, 1), paused: make(chan struct{})}
+	limit, slow := rate.Limit(cfg.StartRate), true
+	if cfg.MaxRate > 0 {
+		limit, slow = rate.Limit(cfg.MaxRate), false
+	}
+	p := &Pacer{cfg: cfg, limiter: rate.NewLimiter(limit, 1), paused: make(chan struct{}), slow: slow}
 	p.limiter.SetBurstAt(cfg.Now(), 1)
 	p.winStart = cfg.Now()
 	p.step = rate.Limit(max(cfg.MinRate, cfg.MaxRate*0.02))
@@ -193,6 +206,13 @@ const noiseSigmas = 3
 // p.mu is held.
 func (p *Pacer) roll(now time.Time) {
 	elapsed := now.Sub(p.winStart)
+	if p.slow {
+		// A period needs a tenth of a window and enough answers to judge.
+		if elapsed >= p.cfg.Window/10 && (p.answers >= minAnswers || elapsed >= p.cfg.Window) && p.answers > 0 {
+			p.rollSlow(now, elapsed)
+		}
+		return
+	}
 	if elapsed < p.cfg.Window {
 		return
 	}
@@ -208,22 +228,21 @@ func (p *Pacer) roll(now time.Time) {
 	limit := p.limiter.Limit()
 	wasProbing := p.probing
 	p.probing = false
-	// Throttled answers the noise level does not explain (binomial: the
-	// expected count plus noiseSigmas standard deviations).
-	n := float64(answers)
-	over := float64(throttled) > p.noise*n+noiseSigmas*math.Sqrt(n*p.noise*(1-p.noise))
+	over := p.beyondNoise(throttled, answers)
 	switch {
-	case wasProbing && throttled > 0 && share >= 0.6*p.probeShare:
+	case wasProbing && throttled > 0 && share >= 0.3*p.probeShare:
 		// Slowing down did not lower the share: random faults, not a
-		// rate limit. Undo, and learn the level.
+		// rate limit. Undo (back into slow start if it came from there),
+		// and learn the level.
 		p.setLimit(now, p.probeFrom)
+		p.slow = p.probeSlow
 		p.noise = (p.probeShare + share) / 2
 	case over:
 		okRate := rate.Limit(float64(succeeded) / elapsed.Seconds())
 		base := min(limit, okRate)
 		next := max(rate.Limit(p.cfg.MinRate), base*rate.Limit(p.cfg.Decrease))
 		if next < limit {
-			p.probing, p.probeFrom, p.probeShare = true, limit, share
+			p.probing, p.probeFrom, p.probeShare, p.probeSlow = true, limit, share, false
 			p.setLimit(now, next)
 			p.step = max(rate.Limit(p.cfg.MinRate)/2, next*0.02)
 			// The requests in flight (this answer's included) and
@@ -246,6 +265,57 @@ func (p *Pacer) roll(now time.Time) {
 			}
 			p.setLimit(now, next)
 		}
+	}
+}
+
+// slowStartCap ends slow start: a rate this high is no limit.
+const slowStartCap = 100000
+
+// beyondNoise reports whether throttled of answers are more than the
+// noise level explains (binomial: the expected count plus noiseSigmas
+// standard deviations; at a level of 0, any).
+func (p *Pacer) beyondNoise(throttled, answers int) bool {
+	n := float64(answers)
+	return float64(throttled) > p.noise*n+noiseSigmas*math.Sqrt(n*p.noise*(1-p.noise))
+}
+
+// rollSlow closes a slow-start period. p.mu is held.
+//
+// While the rate doubles, so does the rate of successful answers, with
+// random faults or without; under a rate limit it stops growing. So slow
+// start ends at the first period with 429/503 beyond the noise whose
+// successes grew by less than half: the rate drops to a quarter (below
+// the limit even when the EHR's burst made the last periods look
+// better), as a probe that is undone if the next window shows the same
+// share of 429/503.
+func (p *Pacer) rollSlow(now time.Time, elapsed time.Duration) {
+	throttled, succeeded, sent, answers := p.throttled, p.succeeded, p.sent, p.answers
+	p.winStart, p.answers, p.throttled, p.succeeded, p.sent = now, 0, 0, 0, 0
+	limit := p.limiter.Limit()
+	okRate := float64(succeeded) / elapsed.Seconds()
+	prevOK := p.prevOK
+	p.prevOK = okRate
+	switch {
+	case p.beyondNoise(throttled, answers) && okRate < 1.5*prevOK:
+		p.slow = false
+		next := max(rate.Limit(p.cfg.MinRate), limit/4)
+		p.probing, p.probeFrom, p.probeShare, p.probeSlow = true, limit, float64(throttled)/float64(answers), true
+		p.setLimit(now, next)
+		p.step = max(rate.Limit(p.cfg.MinRate)/2, next*0.02)
+		p.skip = p.inFlight + p.waiting
+	case float64(sent)/elapsed.Seconds() >= 0.5*float64(limit):
+		// The rate holds the callers back: double it.
+		if limit*2 >= slowStartCap {
+			p.slow = false
+			p.setLimit(now, rate.Inf)
+			return
+		}
+		p.setLimit(now, limit*2)
+	default:
+		// The callers do not use the rate (the EHR's latency or the
+		// workers bound them): no rate limit is in sight.
+		p.slow = false
+		p.setLimit(now, rate.Inf)
 	}
 }
 
