@@ -693,9 +693,11 @@ func (p *pipeline) gauges(ctx context.Context) {
 		n := len(p.held)
 		p.mu.Unlock()
 		p.e.metrics.Pipeline(ps.Rate, ps.InFlight, n)
+		p.e.queued.Store(int64(n))
 		select {
 		case <-ctx.Done():
 			p.e.metrics.Pipeline(ps.Rate, ps.InFlight, 0)
+			p.e.queued.Store(0)
 			return
 		case <-t.C:
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -108,6 +109,9 @@ func TestSyncAuthorizationFailure(t *testing.T) {
 	}
 	if got := h.eng.AuthPaused(); got == nil || !strings.Contains(got.Error(), "scopes") {
 		t.Errorf("AuthPaused() = %v, want the 403 with what to check", got)
+	}
+	if d := h.eng.Delivery(); d.Paused != adapter.ClassAuth || !strings.Contains(d.PausedError, "scopes") {
+		t.Errorf("Delivery() = %+v, want paused for auth", d)
 	}
 	queued := total(h.counts(), store.StatePending) + total(h.counts(), store.StateRetrying)
 	if queued != len(recs) {
@@ -319,4 +323,63 @@ func TestMappingConfigChangeResends(t *testing.T) {
 		t.Errorf("%d MedicationRequest writes after the change, want %d (the orders of the product)", mr, affected)
 	}
 	h.requireNoDuplicates()
+}
+
+// TestLeaseRenewedWhileDelivering: a delivery that takes longer than
+// sync.lease (a slow EHR, an administration with many Observations) keeps
+// its rows: a second process syncing at the same time finds nothing to
+// take over, and every resource is written exactly once.
+func TestLeaseRenewedWhileDelivering(t *testing.T) {
+	t.Parallel()
+	h := syncSetup(t, func(c *adapter.Config) {
+		c.EHR.Timeout = adapter.Duration(400 * time.Millisecond)
+		c.Sync.Lease = adapter.Duration(time.Second)
+	})
+	recs := clinic(t, 1, 12)
+	patient, order, admin, _ := oneSeries(t, recs)
+	if len(admin.Administration.Vitals) == 0 {
+		t.Fatal("the generated administration has no vitals")
+	}
+	series := []*mapping.Record{patient, order, admin}
+	want := expectedResources(t, h.cfg, series)
+	resources := 0
+	for _, n := range want {
+		resources += n
+	}
+	h.ingest(series...)
+	h.ehr.SetLatency(250*time.Millisecond, 250*time.Millisecond)
+
+	log := slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	other, err := adapter.New(h.cfg, h.outcomes, adapter.Options{Owner: "other-process", Logger: log, HTTPClient: h.ehr.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := h.eng.Sync(ctx, time.Time{})
+		done <- err
+	}()
+	// Once the first process's leases would have expired without renewal.
+	time.Sleep(1500 * time.Millisecond)
+	if _, err := other.Sync(ctx, time.Time{}); err != nil {
+		t.Fatalf("second process: %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("first process: %v", err)
+	}
+	h.requireAllSynced(len(series))
+	h.requireCounts(want)
+	if n := writes(h.ehr.Requests()); n != resources {
+		t.Errorf("%d writes for %d resources: a row was delivered by both processes", n, resources)
+	}
+	for _, o := range h.outcomes.all() {
+		if o.ErrorClass == "lease_expired" {
+			t.Errorf("a row's lease expired while its delivery was under way")
+		}
+	}
+	if strings.Contains(h.logs.String(), "lease lost") || strings.Contains(h.logs.String(), "rescued rows") {
+		t.Errorf("logs show a lost or rescued lease:\n%s", h.logs.String())
+	}
 }
