@@ -298,7 +298,8 @@ func TestMappingConfigChangeResends(t *testing.T) {
 	p := cfg.Mapping.Formulary[product]
 	p.Display += " (corrected)"
 	cfg.Mapping.Formulary[product] = p
-	eng, err := adapter.New(&cfg, h.st, adapter.Options{Owner: "test-2"})
+	log := slog.New(slog.NewJSONHandler(h.logs, nil))
+	eng, err := adapter.New(&cfg, h.outcomes, adapter.Options{Owner: "test-2", Logger: log, HTTPClient: h.ehr.Client()})
 	if err != nil {
 		t.Fatal(err)
 	}
