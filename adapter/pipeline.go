@@ -125,6 +125,7 @@ type pipeline struct {
 	held     map[int64]*item
 	local    map[mapping.Dependency]int64 // held rows by key
 	parked   map[mapping.Dependency][]*item
+	recent   map[mapping.Dependency]store.Record // rows finished here and not yet committed, with their outcome
 	ready    []unit
 	delayed  delayHeap
 	batches  map[string]*txBatch
@@ -156,6 +157,7 @@ func (e *Engine) newPipeline(mode runMode, claimCtx, workCtx context.Context) *p
 		held:     map[int64]*item{},
 		local:    map[mapping.Dependency]int64{},
 		parked:   map[mapping.Dependency][]*item{},
+		recent:   map[mapping.Dependency]store.Record{},
 		batches:  map[string]*txBatch{},
 		readyCh:  make(chan struct{}, 1),
 		kick:     make(chan struct{}, 1),
@@ -534,11 +536,19 @@ func (p *pipeline) finish(it *item, out store.Outcome, unchanged bool) {
 		out.Hash = it.row.Hash
 	}
 	k := it.key()
+	// Its dependents learn the outcome here: the store may not have it
+	// yet (the completer commits in groups).
+	row := it.row
+	row.State, row.ErrorClass = out.State, out.ErrorClass
+	if out.State == store.StateSynced {
+		row.EHRID, row.EHRVersion = orDefault(out.EHRID, row.EHRID), orDefault(out.EHRVersion, row.EHRVersion)
+	}
 	p.mu.Lock()
 	delete(p.held, it.row.ID)
 	if p.local[k] == it.row.ID {
 		delete(p.local, k)
 	}
+	p.recent[k] = row
 	waiters := p.parked[k]
 	delete(p.parked, k)
 	p.mu.Unlock()
@@ -548,13 +558,6 @@ func (p *pipeline) finish(it *item, out store.Outcome, unchanged bool) {
 	p.inflightCompletions.Done()
 
 	for _, w := range waiters {
-		// The waiter learns the outcome here: the store may not have it
-		// yet (the completer commits in groups).
-		row := it.row
-		row.State, row.ErrorClass = out.State, out.ErrorClass
-		if out.State == store.StateSynced {
-			row.EHRID, row.EHRVersion = orDefault(out.EHRID, row.EHRID), orDefault(out.EHRVersion, row.EHRVersion)
-		}
 		w.deps[k] = row
 		if w.settled == nil {
 			w.settled = map[mapping.Dependency]bool{}
@@ -563,6 +566,32 @@ func (p *pipeline) finish(it *item, out store.Outcome, unchanged bool) {
 		p.dispatch(w)
 	}
 	p.signal(p.kick)
+}
+
+// committed forgets the outcomes the store now has: from now on a
+// dependent reads them from the store.
+func (p *pipeline) committed(batch []completion) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range batch {
+		k := c.it.key()
+		if r, ok := p.recent[k]; ok && r.ID == c.it.row.ID {
+			delete(p.recent, k)
+		}
+	}
+}
+
+// lookupDep returns what this pipeline knows of a dependency: held means
+// it is in delivery here; known means it was finished here and the store
+// may not have its outcome yet (row holds it).
+func (p *pipeline) lookupDep(k mapping.Dependency) (row store.Record, held, known bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, held = p.local[k]; held {
+		return store.Record{}, true, false
+	}
+	row, known = p.recent[k]
+	return row, false, known
 }
 
 // delay puts an item aside until d has passed, holding no worker.
