@@ -268,7 +268,10 @@ func (p *pipeline) claim() error {
 				// way: rescue before claiming, at most once a second.
 				n, err := e.store.Rescue(p.claimCtx, now)
 				if err != nil {
-					return p.storeErr("rescuing expired leases", err)
+					if stop, serr := p.storeFailed("rescuing expired leases", err); stop {
+						return serr
+					}
+					continue
 				}
 				if n > 0 {
 					e.log.Info("rescued rows whose lease expired", "rows", n)
@@ -277,17 +280,29 @@ func (p *pipeline) claim() error {
 			}
 			rows, err := e.store.Claim(p.claimCtx, e.owner, want, now, e.cfg.Sync.Lease.D())
 			if err != nil {
-				return p.storeErr("claiming work", err)
+				if stop, serr := p.storeFailed("claiming work", err); stop {
+					return serr
+				}
+				continue
 			}
 			if len(rows) > 0 {
 				if err := p.admit(rows, probing); err != nil {
-					return err
+					if stop, serr := p.storeFailed("reading dependencies", err); stop {
+						return serr
+					}
 				}
 				continue
 			}
 		}
-		if done, err := p.done(busy); done || err != nil {
-			return err
+		done, err := p.done(busy)
+		if err != nil {
+			if stop, serr := p.storeFailed("counting the outbox", err); stop {
+				return serr
+			}
+			continue
+		}
+		if done {
+			return nil
 		}
 		select {
 		case <-p.claimCtx.Done():
@@ -303,17 +318,27 @@ func (p *pipeline) claim() error {
 	return nil
 }
 
-// storeErr wraps a store failure; a canceled claim context is no failure.
-func (p *pipeline) storeErr(what string, err error) error {
+// storeFailed handles a store failure of the claimer: under serve it is
+// logged and retried after a poll interval (a lost database connection is
+// not fatal); under sync and drain it ends the run with the error. stop
+// says whether the claimer returns serr. A canceled claim context is no
+// failure.
+func (p *pipeline) storeFailed(what string, err error) (stop bool, serr error) {
 	if p.claimCtx.Err() != nil {
-		return nil
+		return true, nil
 	}
-	if p.mode == modeServe {
-		p.e.log.Error("delivery: "+what+" failed; retrying", "err", err)
-		time.Sleep(p.e.cfg.Sync.PollInterval.D())
-		return nil
+	if p.mode != modeServe {
+		return true, fmt.Errorf("adapter: %s: %w", what, err)
 	}
-	return fmt.Errorf("adapter: %s: %w", what, err)
+	p.e.log.Error("delivery: "+what+" failed; trying again", "err", err)
+	t := time.NewTimer(p.e.cfg.Sync.PollInterval.D())
+	defer t.Stop()
+	select {
+	case <-p.claimCtx.Done():
+		return true, nil
+	case <-t.C:
+		return false, nil
+	}
 }
 
 // room returns how many more rows may be claimed, and how many are held.
@@ -338,7 +363,7 @@ func (p *pipeline) done(busy int) (bool, error) {
 		}
 		left, err := p.e.undelivered(p.claimCtx)
 		if err != nil {
-			return false, p.storeErr("counting the outbox", err)
+			return false, err
 		}
 		return !left, nil
 	}
@@ -375,7 +400,7 @@ func (p *pipeline) admit(rows []store.Record, probe bool) error {
 				p.hold(it)
 				p.finish(it, canceled(it.row, p.e.now()), false)
 			}
-			return p.storeErr("reading dependencies", err)
+			return err
 		}
 	}
 	for _, it := range items {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -382,5 +383,41 @@ func TestLeaseRenewedWhileDelivering(t *testing.T) {
 	}
 	if strings.Contains(h.logs.String(), "lease lost") || strings.Contains(h.logs.String(), "rescued rows") {
 		t.Errorf("logs show a lost or rescued lease:\n%s", h.logs.String())
+	}
+}
+
+// flakyClaims is an outbox whose Claim fails a number of times first (a
+// lost database connection).
+type flakyClaims struct {
+	store.Store
+	fails atomic.Int32
+}
+
+func (f *flakyClaims) Claim(ctx context.Context, owner string, n int, now time.Time, lease time.Duration) ([]store.Record, error) {
+	if f.fails.Add(-1) >= 0 {
+		return nil, errors.New("database is gone")
+	}
+	return f.Store.Claim(ctx, owner, n, now, lease)
+}
+
+// TestServeSurvivesStoreFailures: under Start, failing claims are logged
+// and tried again; delivery goes on once the store answers.
+func TestServeSurvivesStoreFailures(t *testing.T) {
+	t.Parallel()
+	h := syncSetup(t, nil)
+	recs := clinic(t, 1, 13)
+	h.ingest(recs...)
+	flaky := &flakyClaims{Store: h.outcomes}
+	flaky.fails.Store(3)
+	log := slog.New(slog.NewJSONHandler(h.logs, nil))
+	eng, err := adapter.New(h.cfg, flaky, adapter.Options{Owner: "flaky", Logger: log, HTTPClient: h.ehr.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng.Start(context.Background())
+	t.Cleanup(func() { eng.Stop(context.Background()) })
+	waitFor(t, "every record synced", func() bool { return total(h.counts(), store.StateSynced) == len(recs) })
+	if n := strings.Count(h.logs.String(), "claiming work failed; trying again"); n != 3 {
+		t.Errorf("%d logged claim failures, want 3", n)
 	}
 }
