@@ -73,6 +73,7 @@ func (p *pipeline) commit(batch []completion) {
 		}
 		time.Sleep(time.Duration(attempt+1) * 100 * time.Millisecond)
 	}
+	p.committed(batch)
 	for i, c := range batch {
 		var ierr error
 		if err != nil {

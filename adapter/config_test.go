@@ -272,10 +272,15 @@ ehr:
   write_strategy:
     default: fire-and-forget
     Condition: transaction
+  transaction_size: 0
+  max_rate: -1
+  timeout: 5m
 sync:
   concurrency: 0
   retry_min: 10s
   retry_backoff_max: 1s
+  stale_derived: forget
+  auth_probe: 0s
 api:
   tls_cert: cert.pem
 log:
@@ -283,7 +288,9 @@ log:
 `
 	problems := configProblems(t, writeConfig(t, yaml), env(nil))
 	for _, key := range []string{"store: ", "ehr.base_url: ", "ehr.auth.mode: ", "ehr.write_strategy.default: ",
-		"ehr.write_strategy.Condition: ", "sync.concurrency: ", "sync.retry_min", "api.tls_cert", "log.level: "} {
+		"ehr.write_strategy.Condition: ", "sync.concurrency: ", "sync.retry_min", "api.tls_cert", "log.level: ",
+		"ehr.transaction_size: ", "ehr.max_rate: ", "sync.stale_derived: ", "sync.auth_probe: ",
+		"sync.lease: must be at least 1s and longer than ehr.timeout (5m0s)"} {
 		found := false
 		for _, p := range problems {
 			found = found || strings.HasPrefix(p, key)

@@ -270,39 +270,43 @@ func (e *Engine) resolve(ctx context.Context, p *pipeline, it *item, lk *lookup)
 	for _, dep := range it.rec.Dependencies() {
 		row, ok := it.deps[dep]
 		if (!ok || row.EHRID == "") && !it.settled[dep] {
-			p.mu.Lock()
-			_, held := p.local[dep]
-			p.mu.Unlock()
+			recent, held, known := p.lookupDep(dep)
 			if held {
 				d := dep
 				return &result{park: &d}
 			}
-			// Synced since the claim, perhaps: look again.
-			var err error
-			row, err = e.store.Get(ctx, string(dep.Kind), dep.ID)
-			switch {
-			case errors.Is(err, store.ErrNotFound):
-				if dep.Kind != mapping.KindPatient {
-					return wait(dep, ClassDependencyMissing)
-				}
-				id, err := e.findPatient(ctx, dep.ID)
-				if err != nil {
-					res := e.failed(it, err)
+			if known {
+				row, ok = recent, true
+				it.deps[dep] = row
+			}
+			if !known {
+				// Synced since the claim, perhaps: look again.
+				var err error
+				row, err = e.store.Get(ctx, string(dep.Kind), dep.ID)
+				switch {
+				case errors.Is(err, store.ErrNotFound):
+					if dep.Kind != mapping.KindPatient {
+						return wait(dep, ClassDependencyMissing)
+					}
+					id, err := e.findPatient(ctx, dep.ID)
+					if err != nil {
+						res := e.failed(it, err)
+						return &res
+					}
+					if id == "" {
+						return wait(dep, ClassPatientUnknown)
+					}
+					lk.refs[dep] = "Patient/" + id
+					continue
+				case err != nil:
+					if ctx.Err() != nil {
+						return &result{out: canceled(it.row, e.now())}
+					}
+					res := e.failed(it, &ehr.TransientError{Reason: "store"})
 					return &res
 				}
-				if id == "" {
-					return wait(dep, ClassPatientUnknown)
-				}
-				lk.refs[dep] = "Patient/" + id
-				continue
-			case err != nil:
-				if ctx.Err() != nil {
-					return &result{out: canceled(it.row, e.now())}
-				}
-				res := e.failed(it, &ehr.TransientError{Reason: "store"})
-				return &res
+				it.deps[dep] = row
 			}
-			it.deps[dep] = row
 		}
 		if row.EHRID == "" {
 			class := ClassDependencyPending

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"os"
 	"strconv"
@@ -67,6 +68,7 @@ type Engine struct {
 	pacer      *Pacer
 
 	progress atomic.Int64 // rows recorded synced or dead by this engine's runs
+	queued   atomic.Int64 // rows the running pipeline holds
 
 	authMu  sync.Mutex
 	authErr error // the authorization failure delivery is paused for
@@ -143,6 +145,44 @@ func New(cfg *Config, st store.Store, opts Options) (*Engine, error) {
 // Progress returns how many rows this engine's runs have recorded synced
 // or dead (each row once per delivery), for progress bars: it only grows.
 func (e *Engine) Progress() int64 { return e.progress.Load() }
+
+// DeliveryStatus says how delivery is going, for /v1/status. It holds no
+// patient data and no secret.
+type DeliveryStatus struct {
+	// Paused is why delivery is paused ("auth"), or "" while it runs.
+	Paused string `json:"paused,omitempty"`
+	// PausedError says what failed and what to check.
+	PausedError string `json:"paused_error,omitempty"`
+	// RateLimit is the pacer's request rate per second; null while it is
+	// not limited.
+	RateLimit *float64 `json:"rate_limit"`
+	// PausedUntil is the end of a pause the EHR asked for with a long
+	// Retry-After; null when none.
+	PausedUntil *time.Time `json:"paused_until,omitempty"`
+	// InFlight is the requests sent to the EHR and not yet answered.
+	InFlight int `json:"in_flight"`
+	// Queued is the rows the delivery pipeline holds (claimed ahead,
+	// delayed, parked or in delivery).
+	Queued int `json:"queued"`
+}
+
+// Delivery returns the current DeliveryStatus.
+func (e *Engine) Delivery() DeliveryStatus {
+	ps := e.pacer.State()
+	d := DeliveryStatus{InFlight: ps.InFlight, Queued: int(e.queued.Load())}
+	if !math.IsInf(ps.Rate, 1) {
+		r := ps.Rate
+		d.RateLimit = &r
+	}
+	if !ps.PausedUntil.IsZero() {
+		t := ps.PausedUntil.UTC()
+		d.PausedUntil = &t
+	}
+	if err := e.AuthPaused(); err != nil {
+		d.Paused, d.PausedError = ClassAuth, err.Error()
+	}
+	return d
+}
 
 // Pacer returns the pacer of the engine's EHR requests.
 func (e *Engine) Pacer() *Pacer { return e.pacer }

@@ -16,13 +16,12 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/ketamine-fhir/ketamine-fhir/adapter"
 	"github.com/ketamine-fhir/ketamine-fhir/adapter/store"
 	"github.com/ketamine-fhir/ketamine-fhir/adapter/store/sqlite"
 	"github.com/ketamine-fhir/ketamine-fhir/fhirtest"
+	"github.com/ketamine-fhir/ketamine-fhir/internal/testutil"
 	"github.com/ketamine-fhir/ketamine-fhir/mapping"
 	"github.com/ketamine-fhir/ketamine-fhir/mapping/synth"
 )
@@ -35,13 +34,13 @@ type syncHarness struct {
 	st   *sqlite.Store
 	eng  *adapter.Engine
 	cfg  *adapter.Config
-	logs *lockedBuffer
+	logs *testutil.Buffer
 	sent *sentLog
 	// outcomes are the outcomes the engine reported to the outbox.
 	outcomes *outcomeRecorder
 
 	mu  sync.Mutex
-	phi []string // names, MRNs, birth dates, phones and e-mails of ingested patients
+	phi testutil.PHI // names, MRNs, birth dates, phones and e-mails of ingested patients
 }
 
 // syncSetup starts a fhirtest EHR and an engine with short retry settings;
@@ -78,7 +77,7 @@ func syncSetup(t *testing.T, tune func(*adapter.Config), ehrOpts ...fhirtest.Opt
 	}
 	t.Cleanup(func() { st.Close() })
 
-	h := &syncHarness{t: t, ehr: srv, st: st, cfg: cfg, logs: &lockedBuffer{}, sent: &sentLog{},
+	h := &syncHarness{t: t, ehr: srv, st: st, cfg: cfg, logs: &testutil.Buffer{}, sent: &sentLog{},
 		outcomes: &outcomeRecorder{Store: st}}
 	base := srv.Client()
 	hc := *base
@@ -111,7 +110,7 @@ func (h *syncHarness) ingest(recs ...*mapping.Record) []adapter.IngestResult {
 	h.t.Helper()
 	h.mu.Lock()
 	for _, r := range recs {
-		h.phi = append(h.phi, phiOf(r)...)
+		addPHI(&h.phi, r)
 	}
 	h.mu.Unlock()
 	res, err := h.eng.Ingest(context.Background(), recs)
@@ -271,75 +270,41 @@ func (l ordersLookup) Order(id string) *mapping.Order      { return l[id] }
 
 // --- PHI checks --------------------------------------------------------
 
-// phiOf returns the patient data of a patient record that must never
-// appear in logs or error strings.
-func phiOf(r *mapping.Record) []string {
-	p := r.Patient
-	if p == nil {
-		return nil
+// addPHI adds the patient data of a record to p: MRN, birth date, phone
+// and e-mail anywhere, names as whole words.
+func addPHI(p *testutil.PHI, r *mapping.Record) {
+	pt := r.Patient
+	if pt == nil {
+		return
 	}
-	out := []string{p.MRN, p.Family, p.BirthDate, p.Phone, p.Email}
-	return append(out, p.Given...)
-}
-
-// containsToken reports whether s holds tok as a whole token: not
-// preceded or followed by a letter or digit (so "Ng" does not match
-// "Warning", but "Ng" in `"family":"Ng"` does).
-func containsToken(s, tok string) bool {
-	for i := 0; ; {
-		j := strings.Index(s[i:], tok)
-		if j < 0 {
-			return false
-		}
-		start, end := i+j, i+j+len(tok)
-		before, _ := utf8.DecodeLastRuneInString(s[:start])
-		after, _ := utf8.DecodeRuneInString(s[end:])
-		if !isWordRune(before) && !isWordRune(after) {
-			return true
-		}
-		i = start + 1
-	}
-}
-
-func isWordRune(r rune) bool {
-	return r != utf8.RuneError && (unicode.IsLetter(r) || unicode.IsDigit(r))
-}
-
-// findPHI returns the PHI strings that text holds.
-func findPHI(text string, phi []string) []string {
-	var found []string
-	for _, p := range phi {
-		if p != "" && containsToken(text, p) {
-			found = append(found, p)
-		}
-	}
-	return found
+	p.Values(pt.MRN, pt.BirthDate, pt.Phone, pt.Email)
+	p.Words(pt.Family)
+	p.Words(pt.Given...)
 }
 
 // checkNoPHI scans the captured logs and every outbox row's error class.
 func (h *syncHarness) checkNoPHI() {
 	h.mu.Lock()
-	phi := slices.Clone(h.phi)
-	h.mu.Unlock()
-	if len(phi) == 0 {
+	defer h.mu.Unlock()
+	phi := &h.phi
+	if phi.Len() == 0 {
 		return
 	}
-	logs := h.logs.String()
-	if found := findPHI(logs, phi); len(found) > 0 {
-		h.t.Errorf("the logs hold patient data (%d values, e.g. %q)", len(found), found[0])
+	if found := phi.Find(h.logs.String()); len(found) > 0 {
+		h.t.Errorf("the logs hold patient data: %v", found)
 	}
 	// Every outcome the engine recorded: error classes always, and error
 	// texts (Error() of the failures) unless they are the EHR's own
 	// diagnostics of a rejection, which the dead-letter store keeps as
 	// sent and never logs.
 	for _, out := range h.outcomes.all() {
-		if found := findPHI(out.ErrorClass, phi); len(found) > 0 {
+		if found := phi.Find(out.ErrorClass); len(found) > 0 {
 			h.t.Errorf("error class %q holds patient data", out.ErrorClass)
 		}
 		if out.State == store.StateDead && strings.HasPrefix(out.ErrorDetail, `{"status":`) {
 			continue
 		}
-		if found := findPHI(out.ErrorDetail, phi); len(found) > 0 {
+		if found := phi.Find(out.ErrorDetail); len(found) > 0 {
 			h.t.Errorf("a %s outcome's error text holds patient data (%d values): %s", out.State, len(found), out.ErrorClass)
 		}
 	}
@@ -373,54 +338,6 @@ func (r *outcomeRecorder) all() []store.Outcome {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.outcomes)
-}
-
-func TestContainsToken(t *testing.T) {
-	for _, tc := range []struct {
-		s, tok string
-		want   bool
-	}{
-		{`"family":"Ng"`, "Ng", true},
-		{`level=Warning`, "Ng", false},
-		{`Ngozi`, "Ng", false},
-		{`x MRN0000001 y`, "MRN0000001", true},
-		{`MRN00000012`, "MRN0000001", false},
-		{`"given":["Zoë"]`, "Zoë", true},
-		{`Zoëlle`, "Zoë", false},
-		{`"O'Brien"`, "O'Brien", true},
-		{"", "x", false},
-	} {
-		if got := containsToken(tc.s, tc.tok); got != tc.want {
-			t.Errorf("containsToken(%q, %q) = %v, want %v", tc.s, tc.tok, got, tc.want)
-		}
-	}
-}
-
-// TestPHICheckFindsLeaks makes sure the PHI scan of the harness can fail:
-// a log line with a patient's data is found.
-func TestPHICheckFindsLeaks(t *testing.T) {
-	recs := clinic(t, 2, 7)
-	var phi []string
-	for _, r := range recs {
-		phi = append(phi, phiOf(r)...)
-	}
-	if len(phi) < 8 {
-		t.Fatalf("only %d PHI strings from two patients", len(phi))
-	}
-	var buf bytes.Buffer
-	log := slog.New(slog.NewJSONHandler(&buf, nil))
-	log.Info("clean line", "kind", "order", "local_id", recs[1].ID(), "class", "http_503")
-	if found := findPHI(buf.String(), phi); len(found) > 0 {
-		t.Fatalf("false positives: %q", found)
-	}
-	p := recs[0].Patient
-	for _, leak := range []string{p.MRN, p.Family, p.Given[0], p.BirthDate} {
-		buf.Reset()
-		log.Info("leak", "value", leak)
-		if found := findPHI(buf.String(), phi); len(found) == 0 {
-			t.Errorf("a log line holding %q was not flagged", leak)
-		}
-	}
 }
 
 // --- request capture ---------------------------------------------------
@@ -466,24 +383,6 @@ func (rt *recordingTransport) RoundTrip(req *http.Request) (*http.Response, erro
 	rt.log.reqs = append(rt.log.reqs, s)
 	rt.log.mu.Unlock()
 	return resp, err
-}
-
-// lockedBuffer is a bytes.Buffer safe for concurrent writers.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // identifierValue returns the identifier value of a conditional request
@@ -1109,14 +1008,8 @@ func total(c store.Counts, state store.State) int {
 	return n
 }
 
-// waitFor polls cond until it holds, failing the test after a bound.
+// waitFor polls cond until it holds, failing the test after 30s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.WaitFor(t, 30*time.Second, what, cond)
 }

@@ -125,6 +125,7 @@ type pipeline struct {
 	held     map[int64]*item
 	local    map[mapping.Dependency]int64 // held rows by key
 	parked   map[mapping.Dependency][]*item
+	recent   map[mapping.Dependency]store.Record // rows finished here and not yet committed, with their outcome
 	ready    []unit
 	delayed  delayHeap
 	batches  map[string]*txBatch
@@ -156,6 +157,7 @@ func (e *Engine) newPipeline(mode runMode, claimCtx, workCtx context.Context) *p
 		held:     map[int64]*item{},
 		local:    map[mapping.Dependency]int64{},
 		parked:   map[mapping.Dependency][]*item{},
+		recent:   map[mapping.Dependency]store.Record{},
 		batches:  map[string]*txBatch{},
 		readyCh:  make(chan struct{}, 1),
 		kick:     make(chan struct{}, 1),
@@ -266,7 +268,10 @@ func (p *pipeline) claim() error {
 				// way: rescue before claiming, at most once a second.
 				n, err := e.store.Rescue(p.claimCtx, now)
 				if err != nil {
-					return p.storeErr("rescuing expired leases", err)
+					if stop, serr := p.storeFailed("rescuing expired leases", err); stop {
+						return serr
+					}
+					continue
 				}
 				if n > 0 {
 					e.log.Info("rescued rows whose lease expired", "rows", n)
@@ -275,17 +280,29 @@ func (p *pipeline) claim() error {
 			}
 			rows, err := e.store.Claim(p.claimCtx, e.owner, want, now, e.cfg.Sync.Lease.D())
 			if err != nil {
-				return p.storeErr("claiming work", err)
+				if stop, serr := p.storeFailed("claiming work", err); stop {
+					return serr
+				}
+				continue
 			}
 			if len(rows) > 0 {
 				if err := p.admit(rows, probing); err != nil {
-					return err
+					if stop, serr := p.storeFailed("reading dependencies", err); stop {
+						return serr
+					}
 				}
 				continue
 			}
 		}
-		if done, err := p.done(busy); done || err != nil {
-			return err
+		done, err := p.done(busy)
+		if err != nil {
+			if stop, serr := p.storeFailed("counting the outbox", err); stop {
+				return serr
+			}
+			continue
+		}
+		if done {
+			return nil
 		}
 		select {
 		case <-p.claimCtx.Done():
@@ -301,17 +318,27 @@ func (p *pipeline) claim() error {
 	return nil
 }
 
-// storeErr wraps a store failure; a canceled claim context is no failure.
-func (p *pipeline) storeErr(what string, err error) error {
+// storeFailed handles a store failure of the claimer: under serve it is
+// logged and retried after a poll interval (a lost database connection is
+// not fatal); under sync and drain it ends the run with the error. stop
+// says whether the claimer returns serr. A canceled claim context is no
+// failure.
+func (p *pipeline) storeFailed(what string, err error) (stop bool, serr error) {
 	if p.claimCtx.Err() != nil {
-		return nil
+		return true, nil
 	}
-	if p.mode == modeServe {
-		p.e.log.Error("delivery: "+what+" failed; retrying", "err", err)
-		time.Sleep(p.e.cfg.Sync.PollInterval.D())
-		return nil
+	if p.mode != modeServe {
+		return true, fmt.Errorf("adapter: %s: %w", what, err)
 	}
-	return fmt.Errorf("adapter: %s: %w", what, err)
+	p.e.log.Error("delivery: "+what+" failed; trying again", "err", err)
+	t := time.NewTimer(p.e.cfg.Sync.PollInterval.D())
+	defer t.Stop()
+	select {
+	case <-p.claimCtx.Done():
+		return true, nil
+	case <-t.C:
+		return false, nil
+	}
 }
 
 // room returns how many more rows may be claimed, and how many are held.
@@ -336,7 +363,7 @@ func (p *pipeline) done(busy int) (bool, error) {
 		}
 		left, err := p.e.undelivered(p.claimCtx)
 		if err != nil {
-			return false, p.storeErr("counting the outbox", err)
+			return false, err
 		}
 		return !left, nil
 	}
@@ -373,7 +400,7 @@ func (p *pipeline) admit(rows []store.Record, probe bool) error {
 				p.hold(it)
 				p.finish(it, canceled(it.row, p.e.now()), false)
 			}
-			return p.storeErr("reading dependencies", err)
+			return err
 		}
 	}
 	for _, it := range items {
@@ -534,11 +561,19 @@ func (p *pipeline) finish(it *item, out store.Outcome, unchanged bool) {
 		out.Hash = it.row.Hash
 	}
 	k := it.key()
+	// Its dependents learn the outcome here: the store may not have it
+	// yet (the completer commits in groups).
+	row := it.row
+	row.State, row.ErrorClass = out.State, out.ErrorClass
+	if out.State == store.StateSynced {
+		row.EHRID, row.EHRVersion = orDefault(out.EHRID, row.EHRID), orDefault(out.EHRVersion, row.EHRVersion)
+	}
 	p.mu.Lock()
 	delete(p.held, it.row.ID)
 	if p.local[k] == it.row.ID {
 		delete(p.local, k)
 	}
+	p.recent[k] = row
 	waiters := p.parked[k]
 	delete(p.parked, k)
 	p.mu.Unlock()
@@ -548,13 +583,6 @@ func (p *pipeline) finish(it *item, out store.Outcome, unchanged bool) {
 	p.inflightCompletions.Done()
 
 	for _, w := range waiters {
-		// The waiter learns the outcome here: the store may not have it
-		// yet (the completer commits in groups).
-		row := it.row
-		row.State, row.ErrorClass = out.State, out.ErrorClass
-		if out.State == store.StateSynced {
-			row.EHRID, row.EHRVersion = orDefault(out.EHRID, row.EHRID), orDefault(out.EHRVersion, row.EHRVersion)
-		}
 		w.deps[k] = row
 		if w.settled == nil {
 			w.settled = map[mapping.Dependency]bool{}
@@ -563,6 +591,32 @@ func (p *pipeline) finish(it *item, out store.Outcome, unchanged bool) {
 		p.dispatch(w)
 	}
 	p.signal(p.kick)
+}
+
+// committed forgets the outcomes the store now has: from now on a
+// dependent reads them from the store.
+func (p *pipeline) committed(batch []completion) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range batch {
+		k := c.it.key()
+		if r, ok := p.recent[k]; ok && r.ID == c.it.row.ID {
+			delete(p.recent, k)
+		}
+	}
+}
+
+// lookupDep returns what this pipeline knows of a dependency: held means
+// it is in delivery here; known means it was finished here and the store
+// may not have its outcome yet (row holds it).
+func (p *pipeline) lookupDep(k mapping.Dependency) (row store.Record, held, known bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, held = p.local[k]; held {
+		return store.Record{}, true, false
+	}
+	row, known = p.recent[k]
+	return row, false, known
 }
 
 // delay puts an item aside until d has passed, holding no worker.
@@ -693,9 +747,11 @@ func (p *pipeline) gauges(ctx context.Context) {
 		n := len(p.held)
 		p.mu.Unlock()
 		p.e.metrics.Pipeline(ps.Rate, ps.InFlight, n)
+		p.e.queued.Store(int64(n))
 		select {
 		case <-ctx.Done():
 			p.e.metrics.Pipeline(ps.Rate, ps.InFlight, 0)
+			p.e.queued.Store(0)
 			return
 		case <-t.C:
 		}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -108,6 +110,9 @@ func TestSyncAuthorizationFailure(t *testing.T) {
 	}
 	if got := h.eng.AuthPaused(); got == nil || !strings.Contains(got.Error(), "scopes") {
 		t.Errorf("AuthPaused() = %v, want the 403 with what to check", got)
+	}
+	if d := h.eng.Delivery(); d.Paused != adapter.ClassAuth || !strings.Contains(d.PausedError, "scopes") {
+		t.Errorf("Delivery() = %+v, want paused for auth", d)
 	}
 	queued := total(h.counts(), store.StatePending) + total(h.counts(), store.StateRetrying)
 	if queued != len(recs) {
@@ -294,7 +299,8 @@ func TestMappingConfigChangeResends(t *testing.T) {
 	p := cfg.Mapping.Formulary[product]
 	p.Display += " (corrected)"
 	cfg.Mapping.Formulary[product] = p
-	eng, err := adapter.New(&cfg, h.st, adapter.Options{Owner: "test-2"})
+	log := slog.New(slog.NewJSONHandler(h.logs, nil))
+	eng, err := adapter.New(&cfg, h.outcomes, adapter.Options{Owner: "test-2", Logger: log, HTTPClient: h.ehr.Client()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,4 +325,99 @@ func TestMappingConfigChangeResends(t *testing.T) {
 		t.Errorf("%d MedicationRequest writes after the change, want %d (the orders of the product)", mr, affected)
 	}
 	h.requireNoDuplicates()
+}
+
+// TestLeaseRenewedWhileDelivering: a delivery that takes longer than
+// sync.lease (a slow EHR, an administration with many Observations) keeps
+// its rows: a second process syncing at the same time finds nothing to
+// take over, and every resource is written exactly once.
+func TestLeaseRenewedWhileDelivering(t *testing.T) {
+	t.Parallel()
+	h := syncSetup(t, func(c *adapter.Config) {
+		c.EHR.Timeout = adapter.Duration(400 * time.Millisecond)
+		c.Sync.Lease = adapter.Duration(time.Second)
+	})
+	recs := clinic(t, 1, 12)
+	patient, order, admin, _ := oneSeries(t, recs)
+	if len(admin.Administration.Vitals) == 0 {
+		t.Fatal("the generated administration has no vitals")
+	}
+	series := []*mapping.Record{patient, order, admin}
+	want := expectedResources(t, h.cfg, series)
+	resources := 0
+	for _, n := range want {
+		resources += n
+	}
+	h.ingest(series...)
+	h.ehr.SetLatency(250*time.Millisecond, 250*time.Millisecond)
+
+	log := slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	other, err := adapter.New(h.cfg, h.outcomes, adapter.Options{Owner: "other-process", Logger: log, HTTPClient: h.ehr.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := h.eng.Sync(ctx, time.Time{})
+		done <- err
+	}()
+	// Once the first process's leases would have expired without renewal.
+	time.Sleep(1500 * time.Millisecond)
+	if _, err := other.Sync(ctx, time.Time{}); err != nil {
+		t.Fatalf("second process: %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("first process: %v", err)
+	}
+	h.requireAllSynced(len(series))
+	h.requireCounts(want)
+	if n := writes(h.ehr.Requests()); n != resources {
+		t.Errorf("%d writes for %d resources: a row was delivered by both processes", n, resources)
+	}
+	for _, o := range h.outcomes.all() {
+		if o.ErrorClass == "lease_expired" {
+			t.Errorf("a row's lease expired while its delivery was under way")
+		}
+	}
+	if strings.Contains(h.logs.String(), "lease lost") || strings.Contains(h.logs.String(), "rescued rows") {
+		t.Errorf("logs show a lost or rescued lease:\n%s", h.logs.String())
+	}
+}
+
+// flakyClaims is an outbox whose Claim fails a number of times first (a
+// lost database connection).
+type flakyClaims struct {
+	store.Store
+	fails atomic.Int32
+}
+
+func (f *flakyClaims) Claim(ctx context.Context, owner string, n int, now time.Time, lease time.Duration) ([]store.Record, error) {
+	if f.fails.Add(-1) >= 0 {
+		return nil, errors.New("database is gone")
+	}
+	return f.Store.Claim(ctx, owner, n, now, lease)
+}
+
+// TestServeSurvivesStoreFailures: under Start, failing claims are logged
+// and tried again; delivery goes on once the store answers.
+func TestServeSurvivesStoreFailures(t *testing.T) {
+	t.Parallel()
+	h := syncSetup(t, nil)
+	recs := clinic(t, 1, 13)
+	h.ingest(recs...)
+	flaky := &flakyClaims{Store: h.outcomes}
+	flaky.fails.Store(3)
+	log := slog.New(slog.NewJSONHandler(h.logs, nil))
+	eng, err := adapter.New(h.cfg, flaky, adapter.Options{Owner: "flaky", Logger: log, HTTPClient: h.ehr.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng.Start(context.Background())
+	t.Cleanup(func() { eng.Stop(context.Background()) })
+	waitFor(t, "every record synced", func() bool { return total(h.counts(), store.StateSynced) == len(recs) })
+	if n := strings.Count(h.logs.String(), "claiming work failed; trying again"); n != 3 {
+		t.Errorf("%d logged claim failures, want 3", n)
+	}
 }

@@ -3,6 +3,7 @@ package api_test
 import (
 	"encoding/json"
 	"errors"
+	"github.com/ketamine-fhir/ketamine-fhir/adapter"
 	"net/http"
 	"regexp"
 	"strings"
@@ -58,6 +59,31 @@ func TestStatus(t *testing.T) {
 	}
 	if !got.EHR.Reachable || got.EHR.ErrorClass != "" || got.EHR.CheckedAt == nil || !got.EHR.CheckedAt.Equal(now) {
 		t.Errorf("ehr = %+v, want reachable, checked at %v", got.EHR, now)
+	}
+}
+
+func TestStatusShowsDelivery(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	rate := 40.0
+	e.b.mu.Lock()
+	e.b.delivery = adapter.DeliveryStatus{Paused: "auth", PausedError: "ehr: authentication failed: 403 (forbidden): check the scopes",
+		RateLimit: &rate, InFlight: 3, Queued: 70}
+	e.b.mu.Unlock()
+	rec := e.authed(http.MethodGet, "/v1/status", "", nil)
+	var raw map[string]json.RawMessage
+	decode(t, rec, &raw)
+	want := `{"paused":"auth","paused_error":"ehr: authentication failed: 403 (forbidden): check the scopes","rate_limit":40,"in_flight":3,"queued":70}`
+	if string(raw["delivery"]) != want {
+		t.Errorf("delivery = %s, want %s", raw["delivery"], want)
+	}
+	e.b.mu.Lock()
+	e.b.delivery = adapter.DeliveryStatus{}
+	e.b.mu.Unlock()
+	rec = e.authed(http.MethodGet, "/v1/status", "", nil)
+	decode(t, rec, &raw)
+	if want := `{"rate_limit":null,"in_flight":0,"queued":0}`; string(raw["delivery"]) != want {
+		t.Errorf("delivery while running unlimited = %s, want %s", raw["delivery"], want)
 	}
 }
 

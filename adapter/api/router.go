@@ -34,6 +34,8 @@ type Backend interface {
 	LastSync() time.Time
 	// Wake tells the delivery loop that new work is there.
 	Wake()
+	// Delivery says how delivery is going (paused, pacing, queue).
+	Delivery() adapter.DeliveryStatus
 }
 
 var _ Backend = (*adapter.Engine)(nil)

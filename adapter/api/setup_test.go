@@ -32,8 +32,9 @@ var now = time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
 // fakeBackend is a hand-written api.Backend: a real parser, an in-memory
 // outbox of ingested records and a fake store for the rest.
 type fakeBackend struct {
-	parser *mapping.Parser
-	store  *fakeStore
+	delivery adapter.DeliveryStatus // what Delivery reports
+	parser   *mapping.Parser
+	store    *fakeStore
 
 	mu        sync.Mutex
 	hashes    map[string]string // kind/id -> hash
@@ -125,6 +126,12 @@ func (f *fakeBackend) pingCount() int {
 func (f *fakeBackend) LastSync() time.Time { return f.lastSync }
 
 func (f *fakeBackend) Wake() { f.mu.Lock(); f.woken++; f.mu.Unlock() }
+
+func (f *fakeBackend) Delivery() adapter.DeliveryStatus {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.delivery
+}
 
 func (f *fakeBackend) ingestCount() int {
 	f.mu.Lock()

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/ketamine-fhir/ketamine-fhir/adapter"
 	"github.com/ketamine-fhir/ketamine-fhir/adapter/store"
 )
 
@@ -22,6 +23,11 @@ type Status struct {
 	// EHR is the result of the last background probe of the EHR (see
 	// EHRProber); the request itself does not contact the EHR.
 	EHR EHRStatus `json:"ehr"`
+	// Delivery says whether delivery runs or is paused (and why: "auth"
+	// when the EHR refuses the adapter's authorization; records stay
+	// queued), the pacer's rate, the requests in flight and the rows the
+	// pipeline holds.
+	Delivery adapter.DeliveryStatus `json:"delivery"`
 }
 
 // getStatus is GET /v1/status.
@@ -57,6 +63,7 @@ func (s *server) getStatus(w http.ResponseWriter, r *http.Request) {
 	if ok {
 		out.OldestPendingAgeSeconds = sinceSeconds(now, oldest)
 	}
+	out.Delivery = s.b.Delivery()
 	if t := s.b.LastSync(); !t.IsZero() {
 		t = t.UTC()
 		out.LastSync = &t
