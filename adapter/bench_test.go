@@ -34,8 +34,10 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -570,6 +572,113 @@ func BenchmarkDeliveryFaults(b *testing.B) {
 			b.ReportMetric(float64(faulty.requests)/float64(clean.requests), "req_faulty/clean")
 		})
 	}
+}
+
+// cpuTime is the process's user plus system CPU time so far.
+func cpuTime(tb testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// mapPayloads parses each payload and maps its record, as `ketamine-fhir
+// map` does, and returns the resources mapped. It is a function of its
+// own so that profiles tell it from the sync.
+func mapPayloads(b *testing.B, cfg *mapping.Config, parser *mapping.Parser, payloads [][]byte) int {
+	m, err := mapping.NewMapper(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	lk := ordersLookup{}
+	n := 0
+	for _, p := range payloads {
+		r, err := parser.Parse(p, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if r.Order != nil {
+			lk[r.Order.OrderID] = r.Order
+		}
+		res, err := m.Map(r, lk)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n += len(res)
+	}
+	return n
+}
+
+// BenchmarkSyncCPU is the in-process companion of benchmarks/cpu.sh, for
+// profiles (go test -cpuprofile): it syncs a whole synthetic clinic of 200
+// patients (about 17,800 resources) at the default config and measures
+// the process's CPU time (getrusage) per resource delivered, against the
+// CPU time per resource of parsing and mapping the same records (what
+// `ketamine-fhir map` does, without its output).
+//
+// With KETAMINE_FHIR_BENCH_EHR set to the base URL of a fresh EHR in
+// another process (`ketamine-fhir ehr --addr 127.0.0.1:PORT` prints it),
+// the process holds the adapter alone, as the bar asks; one iteration
+// fills that EHR, so run -benchtime 1x and restart the EHR per run.
+// Without it fhirtest runs in-process and the CPU figures include it.
+//
+// Bar (DESIGN.md section 6, with the EHR in another process): sync/map,
+// the CPU per resource of the sync over that of map, at most 1.5.
+// benchmarks/cpu.sh measures the bar on the binary; this benchmark
+// reports sync_us/resource, map_us/resource and sync/map.
+func BenchmarkSyncCPU(b *testing.B) {
+	b.StopTimer()
+	recs := benchFullClinic(b, 200)
+	cfg := adapter.DefaultConfig()
+	parser := mapping.NewParser(&cfg.Mapping, nil)
+	payloads := make([][]byte, len(recs))
+	for i, r := range recs {
+		var err error
+		if payloads[i], err = r.CanonicalJSON(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	external := os.Getenv("KETAMINE_FHIR_BENCH_EHR")
+	var syncCPU, mapCPU time.Duration
+	var mapped int
+	for i := 0; i < b.N; i++ {
+		c0 := cpuTime(b)
+		mapped += mapPayloads(b, &cfg.Mapping, parser, payloads)
+		mapCPU += cpuTime(b) - c0
+
+		d := newBenchDelivery(b, func(c *adapter.Config) {
+			if external != "" {
+				c.EHR.BaseURL = external
+			}
+		}, nil)
+		ctx := context.Background()
+		if _, err := d.eng.Ingest(ctx, recs); err != nil {
+			b.Fatal(err)
+		}
+		d.restart(b)
+		c0 = cpuTime(b)
+		b.StartTimer()
+		st, err := d.eng.Sync(ctx, time.Now().Add(10*time.Minute))
+		b.StopTimer()
+		syncCPU += cpuTime(b) - c0
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := d.allSynced(); err != nil {
+			b.Fatal(err)
+		}
+		if st.Synced != len(recs) {
+			b.Fatalf("synced %d of %d records", st.Synced, len(recs))
+		}
+		d.close()
+	}
+	perMap := float64(mapCPU.Microseconds()) / float64(mapped)
+	// Every record was synced: the resources delivered are the ones mapped.
+	perSync := float64(syncCPU.Microseconds()) / float64(mapped)
+	b.ReportMetric(perSync, "sync_us/resource")
+	b.ReportMetric(perMap, "map_us/resource")
+	b.ReportMetric(perSync/perMap, "sync/map")
 }
 
 // TestBenchScores checks the split the benchmarks rely on: the scores
