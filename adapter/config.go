@@ -76,8 +76,9 @@ type EHRConfig struct {
 	TransactionLinger Duration `yaml:"transaction_linger"`
 	// MaxRate caps the requests per second sent to the EHR (its API
 	// gateway's limit, say); the pacer starts from it. 0 means no cap: the
-	// pacer starts unlimited and finds the rate from 429 answers.
-	// Defaults to 0.
+	// pacer starts at 10 requests per second and doubles the rate while
+	// the EHR keeps up (slow start), finding a rate limit from 429
+	// answers. Defaults to 0.
 	MaxRate float64 `yaml:"max_rate"`
 	// PauseThreshold: a Retry-After longer than this (an outage, a
 	// maintenance window) pauses every request until it ends; a shorter one

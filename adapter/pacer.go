@@ -2,6 +2,7 @@ package adapter
 
 import (
 	"context"
+	"errors"
 	"math"
 	"net/http"
 	"sync"
@@ -15,8 +16,8 @@ import (
 type PacerConfig struct {
 	// MaxRate is a ceiling in requests per second; the rate starts from it.
 	// 0 means no ceiling: the rate starts at StartRate and doubles every
-	// tenth of a Window while requests go through and the rate is what
-	// holds them back (slow start), until the EHR pushes back or the
+	// period (a tenth of a Window) while the rate is what holds requests
+	// back (slow start, see Pacer), until the EHR pushes back or the
 	// callers cannot use more (then it is unlimited).
 	MaxRate float64
 	// StartRate is where slow start begins when MaxRate is 0. Defaults to
@@ -25,11 +26,12 @@ type PacerConfig struct {
 	// MinRate is the floor multiplicative decrease stops at. Defaults to 1
 	// request per second.
 	MinRate float64
-	// Window is the period over which answers are counted: the rate
-	// decreases at most once, and increases at most once, per window.
-	// Defaults to 1s.
+	// Window is the period over which answers are counted: after slow
+	// start the rate decreases at most once, and increases at most once,
+	// per window. Defaults to 1s.
 	Window time.Duration
-	// Decrease is the factor applied on a decrease. Defaults to 0.9.
+	// Decrease is the factor applied on a decrease, to the rate of
+	// successful answers. Defaults to 0.9.
 	Decrease float64
 	// PauseThreshold: a Retry-After longer than this (an outage or a
 	// maintenance window) pauses every request until it ends; a shorter
@@ -43,33 +45,54 @@ type PacerConfig struct {
 // (golang.org/x/time/rate) that adapts to the EHR's answers, and pauses.
 //
 //   - Every request waits for the rate before it is sent (Wait) and
-//     reports its answer after (Done).
-//   - Without MaxRate, the rate starts with slow start (see
-//     PacerConfig.MaxRate and rollSlow), so that an EHR's rate limit is
-//     found with a handful of 429s, not a burst of them.
-//   - Per Window, if more answers were 429 or 503 than the share seen
-//     before (the noise level) explains, by 3 standard deviations (while
-//     the level is 0: any), the rate decreases once to
-//     Decrease times the rate of successful answers. If the next window,
-//     leaving out answers to requests let through at the old rate, shows
-//     the decrease did not lower that share, the answers were random
-//     faults, not a rate limit: the decrease is undone and the share of
-//     the two windows becomes the noise level. Scattered faults therefore
+//     reports its answer after (Done). A new rate applies to the requests
+//     already waiting too. After a decrease, and in every slow-start
+//     period, answers to requests sent before are left out of the counts.
+//   - Without MaxRate, slow start finds the rate: from StartRate, it
+//     doubles every period (a tenth of a Window or more, until 8 answers
+//     are in) while the rate is what holds requests back. Doubling the
+//     rate doubles the successful answers per second, with random faults
+//     or without; under a rate limit they stop growing. So slow start ends
+//     at the first period whose successes grew by less than half and
+//     whose 429/503 are beyond the noise level or, if higher, the share
+//     of 429/503 in the periods before (counting one more, so that a
+//     first random fault is not enough): the rate drops to a quarter, as
+//     a probe (below). A period in which the callers use less than half
+//     of the rate, or a rate of 100000/s, ends slow start too, with an
+//     unlimited rate.
+//   - Then, per Window (extended until 8 answers are in): if more answers
+//     were 429 or 503 than the noise level explains, by 3 standard
+//     deviations (while the level is 0: any), the rate decreases once to
+//     Decrease times the rate of successful answers (at most Decrease
+//     times the rate, at least MinRate), as a probe.
+//   - A probe window lasts until it has enough answers to expect five
+//     429/503 at the share that caused the decrease (ten windows at
+//     most). If it shows that same share (within 3 standard deviations
+//     either way), slowing down did not change it: the answers were
+//     random faults, not a rate limit. The share of the two windows
+//     becomes the noise level, and the decrease is undone; so are the
+//     decreases just before it in a row if that level explains the
+//     429/503 that caused the first, and slow start resumes if it
+//     explains those that ended slow start. Scattered faults therefore
 //     never stall delivery. The level then follows lower shares down but
 //     never rises otherwise: a share that rises with the rate is a limit.
-//   - Per Window without such answers, while the rate was what limited the
-//     requests, it increases by a fixed step (2% of the rate set at the
-//     last decrease): additive increase, up to MaxRate.
+//   - Per Window without 429/503 beyond the noise, while the rate was
+//     what limited the requests (they used 80% of it), it increases by a
+//     fixed step (2% of the rate set at the last decrease, at least half
+//     of MinRate): additive increase, up to MaxRate.
 //   - A Retry-After over PauseThreshold pauses every request until then
-//     (Pause). A shorter one is for the caller to honour for that request
-//     alone, holding no worker while it waits.
+//     (Pause), those already waiting for the rate included. A shorter one
+//     is for the caller to honour for that request alone, holding no
+//     worker while it waits.
 //
 // A Pacer is safe for concurrent use.
 type Pacer struct {
-	cfg     PacerConfig
-	limiter *rate.Limiter
+	cfg PacerConfig
 
 	mu         sync.Mutex
+	limiter    *rate.Limiter // replaced at every change of rate
+	gen        int           // counts the voidings of reserved times
+	void       chan struct{} // closed when reserved times are voided
 	winStart   time.Time
 	answers    int // answers in the current window
 	throttled  int // 429/503 answers in the current window
@@ -78,9 +101,14 @@ type Pacer struct {
 	noise      float64
 	probing    bool       // the last window decreased the rate
 	probeFrom  rate.Limit // the rate before that decrease
-	probeShare float64    // the throttled share that caused it
-	skip       int        // answers still due to requests let through at the rate before the last decrease
-	waiting    int        // Waits holding a time to go at the current rate
+	probeT     int        // the throttled answers that caused it
+	probeN     int        // of that many answers
+	chainFrom  rate.Limit // the rate before the first of the decreases in a row
+	chainT     int        // the throttled answers that caused that one
+	chainN     int        // of that many answers (0: no decreases in a row)
+	exitT      int        // throttled answers of the period that ended slow start
+	exitN      int        // of that many answers (0: slow start did not end on a limit)
+	skip       int        // answers still due to requests let through before the last change of rate
 	step       rate.Limit
 	pauseUntil time.Time
 	pauseWhy   string
@@ -88,7 +116,8 @@ type Pacer struct {
 	inFlight   int
 	slow       bool    // in slow start
 	prevOK     float64 // successful answers per second of the last slow-start period
-	probeSlow  bool    // the probing decrease ended slow start
+	slowT      int     // throttled answers in slow start
+	slowN      int     // of that many answers
 }
 
 // NewPacer returns a Pacer for cfg.
@@ -115,51 +144,82 @@ func NewPacer(cfg PacerConfig) *Pacer {
 	if cfg.MaxRate > 0 {
 		limit, slow = rate.Limit(cfg.MaxRate), false
 	}
-	p := &Pacer{cfg: cfg, limiter: rate.NewLimiter(limit, 1), paused: make(chan struct{}), slow: slow}
-	p.limiter.SetBurstAt(cfg.Now(), 1)
+	p := &Pacer{cfg: cfg, limiter: rate.NewLimiter(limit, 1), void: make(chan struct{}), paused: make(chan struct{}), slow: slow}
 	p.winStart = cfg.Now()
-	p.step = rate.Limit(max(cfg.MinRate, cfg.MaxRate*0.02))
+	p.step = rate.Limit(max(cfg.MinRate, cfg.MaxRate*stepShare))
 	return p
 }
 
 // Wait blocks until a request may be sent: after any pause and at the
-// current rate. It returns ctx's error if ctx ends first. Every Wait that
-// returns nil must be followed by one Done.
+// current rate. It returns ctx's error if ctx ends first, and an error at
+// once if the rate would let the request go only after ctx's deadline.
+// Every Wait that returns nil must be followed by one Done.
 func (p *Pacer) Wait(ctx context.Context) error {
 	for {
 		p.mu.Lock()
-		until, ch := p.pauseUntil, p.paused
+		now := p.cfg.Now()
+		if d := p.pauseUntil.Sub(now); d > 0 {
+			resumed := p.paused
+			p.mu.Unlock()
+			if err := sleep(ctx, d, resumed); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			p.mu.Unlock()
+			return err
+		}
+		r := p.limiter.ReserveN(now, 1)
+		d := r.DelayFrom(now)
+		if d == 0 {
+			p.letThroughLocked()
+			p.mu.Unlock()
+			return nil
+		}
+		if deadline, ok := ctx.Deadline(); ok && deadline.Before(now.Add(d)) {
+			r.CancelAt(now)
+			p.mu.Unlock()
+			return errPastDeadline
+		}
+		gen, void := p.gen, p.void
 		p.mu.Unlock()
-		d := until.Sub(p.cfg.Now())
-		if d <= 0 {
-			break
+		err := sleep(ctx, d, void)
+		p.mu.Lock()
+		if err != nil {
+			r.CancelAt(p.cfg.Now())
+			p.mu.Unlock()
+			return err
 		}
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
-		case <-ch:
-			t.Stop()
+		if p.gen == gen {
+			p.letThroughLocked()
+			p.mu.Unlock()
+			return nil
 		}
+		// The time reserved was voided (a new rate, a pause): ask again.
+		p.mu.Unlock()
 	}
-	p.mu.Lock()
-	p.waiting++
-	p.mu.Unlock()
-	err := p.limiter.Wait(ctx)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.waiting--
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return err
+}
+
+var errPastDeadline = errors.New("pacer: the rate lets the request go only after the context's deadline")
+
+// sleep waits for d, or until wake is closed. It returns ctx's error if
+// ctx ends first.
+func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+	case <-wake:
 	}
+	return nil
+}
+
+func (p *Pacer) letThroughLocked() {
 	p.inFlight++
 	p.sent++
-	return nil
 }
 
 // Done reports the answer to a request let through by Wait: its HTTP
@@ -175,7 +235,7 @@ func (p *Pacer) Done(status int, retryAfter time.Duration) {
 	p.roll(now) // before inFlight--: this request is one sent before any change it makes
 	p.inFlight--
 	if p.skip > 0 {
-		// Sent at the rate before the last decrease: it says nothing
+		// Sent at the rate before the last change: it says nothing
 		// about the new one, and counting its 429 would make a real rate
 		// limit look like random faults, or decrease twice.
 		p.skip--
@@ -202,13 +262,26 @@ const minAnswers = 8
 // noise level of 0, any 429 or 503 does.
 const noiseSigmas = 3
 
+// probeExpect is how many throttled answers a probe window must expect,
+// at the share that caused the decrease, before it is judged: a shorter
+// one would see none by chance and take random faults for a rate limit.
+const probeExpect = 5
+
+// stepShare is the additive increase per window, as a share of the rate
+// set at the last decrease.
+const stepShare = 0.02
+
 // roll closes the current window if it has ended and adjusts the rate.
 // p.mu is held.
 func (p *Pacer) roll(now time.Time) {
 	elapsed := now.Sub(p.winStart)
 	if p.slow {
-		// A period needs a tenth of a window and enough answers to judge.
-		if elapsed >= p.cfg.Window/10 && (p.answers >= minAnswers || elapsed >= p.cfg.Window) && p.answers > 0 {
+		// A period needs enough answers to judge, and a tenth of a
+		// window unless they already show a rate limit.
+		if p.answers == 0 || p.answers < minAnswers && elapsed < p.cfg.Window {
+			return
+		}
+		if _, limited := p.slowLimited(elapsed); limited || elapsed >= p.cfg.Window/10 {
 			p.rollSlow(now, elapsed)
 		}
 		return
@@ -216,7 +289,11 @@ func (p *Pacer) roll(now time.Time) {
 	if elapsed < p.cfg.Window {
 		return
 	}
-	if p.answers < minAnswers && elapsed < 10*p.cfg.Window {
+	need := minAnswers
+	if p.probing {
+		need = max(need, int(math.Ceil(probeExpect*float64(p.probeN)/float64(p.probeT))))
+	}
+	if p.answers < need && elapsed < 10*p.cfg.Window {
 		return
 	}
 	answers, throttled, succeeded, sent := p.answers, p.throttled, p.succeeded, p.sent
@@ -230,26 +307,27 @@ func (p *Pacer) roll(now time.Time) {
 	p.probing = false
 	over := p.beyondNoise(throttled, answers)
 	switch {
-	case wasProbing && throttled > 0 && share >= 0.3*p.probeShare:
-		// Slowing down did not lower the share: random faults, not a
-		// rate limit. Undo (back into slow start if it came from there),
-		// and learn the level.
-		p.setLimit(now, p.probeFrom)
-		p.slow = p.probeSlow
-		p.noise = (p.probeShare + share) / 2
+	case wasProbing && throttled > 0 && sameShare(p.probeT, p.probeN, throttled, answers):
+		// Slowing down did not change the share: random faults, not a
+		// rate limit. Undo, and learn the level from both windows.
+		p.noise = float64(p.probeT+throttled) / float64(p.probeN+answers)
+		if p.chainN > 0 && !p.beyondNoise(p.chainT, p.chainN) {
+			// The decreases before it in a row were for noise too.
+			p.setLimit(now, p.chainFrom)
+		} else {
+			p.setLimit(now, p.probeFrom)
+		}
+		p.chainN = 0
+		if p.exitN > 0 && !p.beyondNoise(p.exitT, p.exitN) {
+			// The 429/503 that ended slow start were noise too.
+			p.slow, p.prevOK, p.exitN = true, 0, 0
+			p.skip = p.inFlight
+		}
 	case over:
 		okRate := rate.Limit(float64(succeeded) / elapsed.Seconds())
-		base := min(limit, okRate)
-		next := max(rate.Limit(p.cfg.MinRate), base*rate.Limit(p.cfg.Decrease))
-		if next < limit {
-			p.probing, p.probeFrom, p.probeShare, p.probeSlow = true, limit, share, false
-			p.setLimit(now, next)
-			p.step = max(rate.Limit(p.cfg.MinRate)/2, next*0.02)
-			// The requests in flight (this answer's included) and
-			// those already given a time to go went at the old rate.
-			p.skip = p.inFlight + p.waiting
-		}
+		p.decrease(now, max(rate.Limit(p.cfg.MinRate), min(limit, okRate)*rate.Limit(p.cfg.Decrease)), throttled, answers)
 	default:
+		p.chainN = 0
 		// Within the noise. Its level follows the answers down, never
 		// up: a share rising with the rate is a rate limit, and only a
 		// decrease that changes nothing (above) raises the level.
@@ -268,6 +346,24 @@ func (p *Pacer) roll(now time.Time) {
 	}
 }
 
+// decrease lowers the rate to next, if lower, as a probe (see roll).
+// throttled of answers caused it.
+func (p *Pacer) decrease(now time.Time, next rate.Limit, throttled, answers int) {
+	limit := p.limiter.Limit()
+	if next >= limit {
+		return
+	}
+	p.probing, p.probeFrom, p.probeT, p.probeN = true, limit, throttled, answers
+	if p.chainN == 0 {
+		p.chainFrom, p.chainT, p.chainN = limit, throttled, answers
+	}
+	p.setLimit(now, next)
+	p.step = max(rate.Limit(p.cfg.MinRate)/2, next*rate.Limit(stepShare))
+	// The requests in flight (this answer's included) went at the old
+	// rate; those waiting are given a time at the new one.
+	p.skip = p.inFlight
+}
+
 // slowStartCap ends slow start: a rate this high is no limit.
 const slowStartCap = 100000
 
@@ -275,36 +371,52 @@ const slowStartCap = 100000
 // noise level explains (binomial: the expected count plus noiseSigmas
 // standard deviations; at a level of 0, any).
 func (p *Pacer) beyondNoise(throttled, answers int) bool {
-	n := float64(answers)
-	return float64(throttled) > p.noise*n+noiseSigmas*math.Sqrt(n*p.noise*(1-p.noise))
+	return beyond(p.noise, throttled, answers)
 }
 
-// rollSlow closes a slow-start period. p.mu is held.
+// beyond reports whether throttled of answers are more than a share level
+// explains: the expected count plus noiseSigmas standard deviations.
+func beyond(level float64, throttled, answers int) bool {
+	n := float64(answers)
+	return float64(throttled) > level*n+noiseSigmas*math.Sqrt(n*level*(1-level))
+}
+
+// sameShare reports whether t1 of n1 answers are the share t0 of n0 was:
+// within noiseSigmas standard deviations of the count that share
+// predicts, either way (a share that rises after a decrease is a limit
+// not yet reached).
+func sameShare(t0, n0, t1, n1 int) bool {
+	share := float64(t0) / float64(n0)
+	n := float64(n1)
+	return math.Abs(float64(t1)-share*n) <= noiseSigmas*math.Sqrt(n*share*(1-share))
+}
+
+// rollSlow closes a slow-start period (see Pacer). p.mu is held.
 //
-// While the rate doubles, so does the rate of successful answers, with
-// random faults or without; under a rate limit it stops growing. So slow
-// start ends at the first period with 429/503 beyond the noise whose
-// successes grew by less than half: the rate drops to a quarter (below
-// the limit even when the EHR's burst made the last periods look
-// better), as a probe that is undone if the next window shows the same
-// share of 429/503.
+// The rate drops to a quarter at the end: below the limit even when the
+// EHR's burst made the last periods look better.
+//
+// A period counts only answers to requests let through in it, and its
+// successes per second are the rate requests were let through at times
+// the share of successful answers: both are exact however long requests
+// take.
 func (p *Pacer) rollSlow(now time.Time, elapsed time.Duration) {
-	throttled, succeeded, sent, answers := p.throttled, p.succeeded, p.sent, p.answers
-	p.winStart, p.answers, p.throttled, p.succeeded, p.sent = now, 0, 0, 0, 0
+	throttled, answers, sent := p.throttled, p.answers, p.sent
 	limit := p.limiter.Limit()
-	okRate := float64(succeeded) / elapsed.Seconds()
-	prevOK := p.prevOK
+	okRate, limited := p.slowLimited(elapsed)
+	p.slowT += throttled
+	p.slowN += answers
+	p.winStart, p.answers, p.throttled, p.succeeded, p.sent = now, 0, 0, 0, 0
+	sentRate := float64(sent) / elapsed.Seconds()
 	p.prevOK = okRate
 	switch {
-	case p.beyondNoise(throttled, answers) && okRate < 1.5*prevOK:
+	case limited:
 		p.slow = false
-		next := max(rate.Limit(p.cfg.MinRate), limit/4)
-		p.probing, p.probeFrom, p.probeShare, p.probeSlow = true, limit, float64(throttled)/float64(answers), true
-		p.setLimit(now, next)
-		p.step = max(rate.Limit(p.cfg.MinRate)/2, next*0.02)
-		p.skip = p.inFlight + p.waiting
-	case float64(sent)/elapsed.Seconds() >= 0.5*float64(limit):
+		p.exitT, p.exitN = throttled, answers
+		p.decrease(now, max(rate.Limit(p.cfg.MinRate), limit/4), throttled, answers)
+	case sentRate >= 0.5*float64(limit):
 		// The rate holds the callers back: double it.
+		p.skip = p.inFlight
 		if limit*2 >= slowStartCap {
 			p.slow = false
 			p.setLimit(now, rate.Inf)
@@ -319,8 +431,34 @@ func (p *Pacer) rollSlow(now time.Time, elapsed time.Duration) {
 	}
 }
 
+// slowLimited returns the successful answers per second of the current
+// slow-start period, and whether they show a rate limit: successes that
+// grew by less than half since the last period, with 429/503 beyond the
+// noise level or, if higher, the share of 429/503 in the periods before
+// counting one more. p.mu is held.
+func (p *Pacer) slowLimited(elapsed time.Duration) (okRate float64, limited bool) {
+	okRate = float64(p.sent) / elapsed.Seconds() * float64(p.succeeded) / float64(p.answers)
+	level := max(p.noise, float64(p.slowT+1)/float64(p.slowN+1))
+	return okRate, okRate < 1.5*p.prevOK && beyond(level, p.throttled, p.answers)
+}
+
+// setLimit sets the rate. It applies to the requests already waiting as
+// well: their times, reserved at the old rate, are voided and they reserve
+// again at the new one, the first a full interval from now.
 func (p *Pacer) setLimit(now time.Time, l rate.Limit) {
-	p.limiter.SetLimitAt(now, l)
+	if l == p.limiter.Limit() {
+		return
+	}
+	p.limiter = rate.NewLimiter(l, 1)
+	p.limiter.ReserveN(now, 1)
+	p.voidLocked()
+}
+
+// voidLocked voids every time reserved by a waiting Wait. p.mu is held.
+func (p *Pacer) voidLocked() {
+	p.gen++
+	close(p.void)
+	p.void = make(chan struct{})
 }
 
 // Pause holds every request until until (a Retry-After over the threshold,
@@ -335,6 +473,7 @@ func (p *Pacer) Pause(until time.Time, why string) {
 func (p *Pacer) pauseLocked(until time.Time, why string) {
 	if until.After(p.pauseUntil) {
 		p.pauseUntil, p.pauseWhy = until, why
+		p.voidLocked() // the requests waiting for the rate wait for the pause
 	}
 }
 

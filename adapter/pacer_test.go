@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -57,12 +58,12 @@ func (e *simEHR) answer() int {
 
 // simResult counts what the workers of a simulated run saw.
 type simResult struct {
-	sent       int // requests let through by Wait
-	ok         int // 200 answers
-	throttled  int // 429 and 503 answers
-	unlimited  int // requests let through while the rate was still +Inf
-	unlimitedT int // 429 and 503 answers to those
-	maxRate    float64
+	sent      int     // requests let through by Wait
+	ok        int     // 200 answers
+	throttled int     // 429 and 503 answers
+	slow      int     // requests let through in slow start
+	slowT     int     // 429 and 503 answers to those
+	maxRate   float64 // the highest finite rate
 }
 
 // runSim drives p with workers goroutines that loop Wait -> EHR -> Done
@@ -85,7 +86,9 @@ func runSim(p *Pacer, e *simEHR, workers int, latency, d time.Duration) simResul
 				// Read just after Wait: a roll by another worker in
 				// between can misfile a request or two; the counts
 				// asserted on are far larger.
-				unlimited := math.IsInf(p.State().Rate, 1)
+				p.mu.Lock()
+				slow := p.slow
+				p.mu.Unlock()
 				time.Sleep(latency / 2)
 				st := e.answer()
 				time.Sleep(latency - latency/2)
@@ -101,10 +104,10 @@ func runSim(p *Pacer, e *simEHR, workers int, latency, d time.Duration) simResul
 				if throttled {
 					res.throttled++
 				}
-				if unlimited {
-					res.unlimited++
+				if slow {
+					res.slow++
 					if throttled {
-						res.unlimitedT++
+						res.slowT++
 					}
 				}
 				if !math.IsInf(r, 1) {
@@ -129,47 +132,171 @@ func request(t *testing.T, p *Pacer, status int) {
 }
 
 // TestPacerSlowStart: with no MaxRate the pacer starts at StartRate,
-// doubles while requests go through and the rate holds them back, drops
-// to the last rate that went through at the first 429, and becomes
-// unlimited when the callers do not use the rate.
+// doubles every period while the callers use the whole rate, drops below
+// the rate at which it found the EHR's rate limit, and becomes unlimited
+// when the callers do not use the rate. The callers are one goroutine
+// (rateLog) doing Wait then Done, so every Wait takes the rate's interval
+// of virtual time; the assertions hold whatever the exact period
+// boundaries.
 func TestPacerSlowStart(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		p := NewPacer(PacerConfig{Now: time.Now})
-		if r := p.State().Rate; r != 10 {
-			t.Fatalf("initial rate = %v, want StartRate 10", r)
-		}
-		// Callers that use the whole rate: it doubles per period.
-		for _, want := range []float64{20, 40, 80} {
-			for range minAnswers {
-				request(t, p, http.StatusOK)
+	const period = 100 * time.Millisecond // a tenth of the default Window
+
+	// doublings checks that changes, up to the first that is not one,
+	// double the rate from want0, at least a period apart, and returns
+	// how many there are.
+	doublings := func(t *testing.T, changes []rateChange, want0 float64) int {
+		t.Helper()
+		n := 0
+		for i, c := range changes {
+			if c.to != 2*c.from {
+				break
 			}
-			time.Sleep(100 * time.Millisecond)
-			request(t, p, http.StatusOK) // closes the period
-			if r := p.State().Rate; r != want {
-				t.Fatalf("rate after a period of 200s = %v, want %v", r, want)
+			if i == 0 && c.from != want0 {
+				t.Fatalf("first doubling from %v, want from StartRate %v", c.from, want0)
 			}
+			if i > 0 && c.at-changes[i-1].at < period {
+				t.Fatalf("doublings %v apart, want at least a period (%v): %+v", c.at-changes[i-1].at, period, changes)
+			}
+			n++
 		}
-		// A 429: back to half, the last rate that went through.
-		for range minAnswers {
-			request(t, p, http.StatusOK)
-		}
-		request(t, p, http.StatusTooManyRequests)
-		time.Sleep(100 * time.Millisecond)
-		request(t, p, http.StatusOK)
-		if r := p.State().Rate; r != 40 {
-			t.Fatalf("rate after a 429 in slow start = %v, want 40", r)
-		}
+		return n
+	}
+
+	t.Run("doubles while the callers use the rate", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			p := NewPacer(PacerConfig{Now: time.Now})
+			if r := p.State().Rate; r != 10 {
+				t.Fatalf("initial rate = %v, want StartRate 10", r)
+			}
+			l := newRateLog(t, p)
+			l.run(always(http.StatusOK), forTime(2*time.Second))
+			n := doublings(t, l.changes, 10)
+			if n != len(l.changes) {
+				t.Fatalf("a change that is not a doubling: %+v", l.changes)
+			}
+			// A period needs minAnswers answers: 8 requests at 10/s
+			// take 0.7s.
+			if first := l.changes[0].at; first < 700*time.Millisecond {
+				t.Errorf("first doubling at %v, before 8 answers at 10/s", first)
+			}
+			// 0.7s at 10/s, 0.4s at 20/s, 0.2s at 40/s, then a period
+			// each: at least 6 doublings in 2s.
+			if n < 6 {
+				t.Errorf("%d doublings in 2s, want at least 6: %+v", n, l.changes)
+			}
+			t.Logf("%d doublings in 2s, to %v/s", n, l.rate())
+		})
 	})
-	synctest.Test(t, func(t *testing.T) {
-		p := NewPacer(PacerConfig{Now: time.Now})
-		// Callers that use far less than the rate: unlimited.
-		for range minAnswers {
-			request(t, p, http.StatusOK)
-			time.Sleep(time.Second)
-		}
-		request(t, p, http.StatusOK)
-		if r := p.State().Rate; !math.IsInf(r, 1) {
-			t.Fatalf("rate with callers that do not use it = %v, want +Inf", r)
+
+	t.Run("StartRate is configurable", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			p := NewPacer(PacerConfig{StartRate: 4, Now: time.Now})
+			if r := p.State().Rate; r != 4 {
+				t.Fatalf("initial rate = %v, want StartRate 4", r)
+			}
+			l := newRateLog(t, p)
+			l.run(always(http.StatusOK), forTime(3*time.Second))
+			if n := doublings(t, l.changes, 4); n < 2 {
+				t.Errorf("%d doublings in 3s from 4/s, want at least 2: %+v", n, l.changes)
+			}
+		})
+	})
+
+	t.Run("a few 429s in an early period do not end it", func(t *testing.T) {
+		// After a first period of 8 answers without a 429, 3 of the 8
+		// answers of the second are within what so few answers tell
+		// about the noise, though they halve the growth of successes.
+		synctest.Test(t, func(t *testing.T) {
+			p := NewPacer(PacerConfig{Now: time.Now})
+			l := newRateLog(t, p)
+			n := 0
+			l.run(func() int {
+				if n++; n >= 10 && n <= 12 { // the second period, at 20/s
+					return http.StatusTooManyRequests
+				}
+				return http.StatusOK
+			}, forTime(2*time.Second))
+			if d := doublings(t, l.changes, 10); d != len(l.changes) || d < 6 {
+				t.Errorf("three 429s ended slow start: %d doublings, changes %+v", d, l.changes)
+			}
+		})
+	})
+
+	t.Run("drops below the rate that found the limit", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			const limit = 100
+			p := NewPacer(PacerConfig{Now: time.Now})
+			e := newSimEHR(limit, limit/10, 0, 1)
+			l := newRateLog(t, p)
+			answers, throttled := 0, 0
+			l.run(func() int {
+				st := e.answer()
+				answers++
+				if st == http.StatusTooManyRequests {
+					throttled++
+				}
+				return st
+			}, forTime(5*time.Second))
+			n := doublings(t, l.changes, 10)
+			if n == len(l.changes) {
+				t.Fatalf("no decrease with a rate limit of %v/s: %+v", limit, l.changes)
+			}
+			found, drop := l.changes[n-1].to, l.changes[n]
+			if found <= limit {
+				t.Fatalf("slow start ended at %v/s, under the limit %v/s: %+v", found, limit, l.changes)
+			}
+			if drop.to > limit || drop.to >= found {
+				t.Errorf("slow start ended at %v/s with a drop to %v/s, want below it and under the limit %v/s", found, drop.to, limit)
+			}
+			// No more slow start: the rate stays under the one that found
+			// the limit.
+			if l.max > found {
+				t.Errorf("rate rose to %v/s after finding the limit at %v/s", l.max, found)
+			}
+			for _, c := range l.changes[n+1:] {
+				if c.to > found {
+					t.Errorf("rate back to %v/s at %v, above %v/s where the limit was found: %+v", c.to, c.at, found, l.changes)
+					break
+				}
+			}
+			// Found with a handful of 429s.
+			if throttled > answers/20 {
+				t.Errorf("%d of %d answers were 429, want at most 5%%", throttled, answers)
+			}
+			t.Logf("limit %v/s found at %v/s, dropped to %v/s; %d of %d answers 429", limit, found, drop.to, throttled, answers)
+		})
+	})
+
+	t.Run("unlimited when the callers do not use the rate", func(t *testing.T) {
+		for _, tc := range []struct {
+			name    string
+			latency time.Duration
+			want    []float64 // the rates before +Inf
+		}{
+			{"1/s against 10/s", time.Second, []float64{10}},
+			// 8/s uses over half of 10/s, so it doubles, not of 20/s.
+			{"8/s against 10/s then 20/s", 125 * time.Millisecond, []float64{10, 20}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					p := NewPacer(PacerConfig{Now: time.Now})
+					l := newRateLog(t, p)
+					l.run(func() int {
+						time.Sleep(tc.latency)
+						return http.StatusOK
+					}, func() bool { return math.IsInf(l.rate(), 1) || time.Since(l.start) > 10*time.Second })
+					if !math.IsInf(l.rate(), 1) {
+						t.Fatalf("rate %v/s after 10s, want +Inf: %+v", l.rate(), l.changes)
+					}
+					var got []float64
+					for _, c := range l.changes {
+						got = append(got, c.from)
+					}
+					if len(got) != len(tc.want) || !slices.Equal(got, tc.want) {
+						t.Errorf("rates before +Inf = %v, want %v: %+v", got, tc.want, l.changes)
+					}
+				})
+			})
 		}
 	})
 }
@@ -201,14 +328,11 @@ func TestPacerTracksRateLimit(t *testing.T) {
 				res := runSim(p, e, workers, latency, duration)
 
 				delivered := float64(res.ok) / duration.Seconds()
-				paced := res.sent - res.unlimited
-				pacedT := res.throttled - res.unlimitedT
-				share := float64(pacedT) / float64(paced)
-				t.Logf("R=%v: delivered %.1f/s (%.3f R); 429 %.2f%% (%d of %d) once paced, %.2f%% (%d of %d) overall; "+
-					"unlimited start: %d requests, %d 429; highest rate %.1f/s, final %.1f/s",
-					tc.rate, delivered, delivered/tc.rate, 100*share, pacedT, paced,
-					100*float64(res.throttled)/float64(res.sent), res.throttled, res.sent,
-					res.unlimited, res.unlimitedT, res.maxRate, p.State().Rate)
+				t.Logf("R=%v: delivered %.1f/s (%.3f R); 429 %.2f%% (%d of %d), %d of them in slow start (%d requests); "+
+					"highest rate %.1f/s, final %.1f/s",
+					tc.rate, delivered, delivered/tc.rate,
+					100*float64(res.throttled)/float64(res.sent), res.throttled, res.sent, res.slowT, res.slow,
+					res.maxRate, p.State().Rate)
 
 				if delivered < 0.9*tc.rate {
 					t.Errorf("delivered %.1f/s, want at least 0.9 R = %.1f/s", delivered, 0.9*tc.rate)
@@ -449,17 +573,22 @@ func TestPacerDecreasesOncePerWindow(t *testing.T) {
 // TestPacerPause covers pauses: a Retry-After over PauseThreshold holds
 // every Wait until it ends, a shorter one holds none, Resume ends a pause
 // early, and a Wait whose context ends during a pause returns its error.
+//
+// The pacers have a MaxRate of 1e9/s: a rate so high that it holds
+// requests back by a nanosecond at most (slow start would start at
+// 10/s), so that what is tested is pauses, not the rate.
 func TestPacerPause(t *testing.T) {
+	const unpaced = 1e9
 	t.Run("long Retry-After pauses every Wait", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			p := NewPacer(PacerConfig{Now: time.Now})
+			p := NewPacer(PacerConfig{MaxRate: unpaced, Now: time.Now})
 			start := time.Now()
 			request(t, p, http.StatusOK)
 			if err := p.Wait(t.Context()); err != nil {
 				t.Fatal(err)
 			}
+			end := time.Now().Add(2 * time.Minute) // the answer comes now
 			p.Done(http.StatusServiceUnavailable, 2*time.Minute)
-			end := start.Add(2 * time.Minute)
 			if s := p.State(); !s.PausedUntil.Equal(end) || s.PauseReason != "retry_after" {
 				t.Fatalf("state = %+v, want paused until %v for retry_after", s, end)
 			}
@@ -493,7 +622,7 @@ func TestPacerPause(t *testing.T) {
 	for _, ra := range []time.Duration{time.Second, 10 * time.Second, 30 * time.Second} {
 		t.Run("Retry-After "+ra.String()+" pauses nothing", func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				p := NewPacer(PacerConfig{MaxRate: 1e9, Now: time.Now}) // PauseThreshold 30s
+				p := NewPacer(PacerConfig{MaxRate: unpaced, Now: time.Now}) // PauseThreshold 30s
 				if err := p.Wait(t.Context()); err != nil {
 					t.Fatal(err)
 				}
@@ -501,6 +630,7 @@ func TestPacerPause(t *testing.T) {
 				if s := p.State(); !s.PausedUntil.IsZero() {
 					t.Fatalf("state = %+v, want no pause", s)
 				}
+				time.Sleep(time.Millisecond) // past the rate's nanosecond
 				start := time.Now()
 				request(t, p, http.StatusOK)
 				if d := time.Since(start); d != 0 {
@@ -509,9 +639,38 @@ func TestPacerPause(t *testing.T) {
 			})
 		})
 	}
+	t.Run("long Retry-After holds the Waits already waiting for the rate", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			p := NewPacer(PacerConfig{MaxRate: 1, Now: time.Now})
+			if err := p.Wait(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			// Three Waits get times at 1/s: +1s, +2s, +3s.
+			var wg sync.WaitGroup
+			returned := make([]time.Time, 3)
+			for i := range returned {
+				wg.Go(func() {
+					if err := p.Wait(t.Context()); err != nil {
+						t.Errorf("Wait: %v", err)
+					}
+					returned[i] = time.Now()
+					p.Done(http.StatusOK, 0)
+				})
+			}
+			synctest.Wait()
+			end := time.Now().Add(time.Minute)
+			p.Done(http.StatusServiceUnavailable, time.Minute)
+			wg.Wait()
+			for i, at := range returned {
+				if at.Before(end) {
+					t.Errorf("Wait %d returned at %v, before the pause ended at %v", i, at, end)
+				}
+			}
+		})
+	})
 	t.Run("PauseThreshold is configurable", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			p := NewPacer(PacerConfig{PauseThreshold: 5 * time.Second, Now: time.Now})
+			p := NewPacer(PacerConfig{MaxRate: unpaced, PauseThreshold: 5 * time.Second, Now: time.Now})
 			if err := p.Wait(t.Context()); err != nil {
 				t.Fatal(err)
 			}
@@ -525,7 +684,7 @@ func TestPacerPause(t *testing.T) {
 	})
 	t.Run("Resume ends a pause early", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			p := NewPacer(PacerConfig{Now: time.Now})
+			p := NewPacer(PacerConfig{MaxRate: unpaced, Now: time.Now})
 			start := time.Now()
 			p.Pause(start.Add(time.Hour), "maintenance")
 			done := make(chan time.Duration)
@@ -546,7 +705,8 @@ func TestPacerPause(t *testing.T) {
 			}
 			p.Resume()
 			for range 3 {
-				if d := <-done; d != 5*time.Second {
+				// The three go a nanosecond apart, at the rate.
+				if d := <-done; d < 5*time.Second || d > 5*time.Second+time.Microsecond {
 					t.Errorf("Wait returned at %v, want at Resume (5s)", d)
 				}
 			}
@@ -557,7 +717,7 @@ func TestPacerPause(t *testing.T) {
 	})
 	t.Run("a pause is never shortened", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			p := NewPacer(PacerConfig{Now: time.Now})
+			p := NewPacer(PacerConfig{MaxRate: unpaced, Now: time.Now})
 			end := time.Now().Add(time.Hour)
 			p.Pause(end, "maintenance")
 			p.Pause(time.Now().Add(time.Minute), "outage")
@@ -579,7 +739,7 @@ func TestPacerPause(t *testing.T) {
 	} {
 		t.Run("context "+tc.name+" during a pause", func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				p := NewPacer(PacerConfig{Now: time.Now})
+				p := NewPacer(PacerConfig{MaxRate: unpaced, Now: time.Now})
 				start := time.Now()
 				p.Pause(start.Add(time.Hour), "outage")
 				ctx, cancel := tc.ctx(t.Context())
@@ -610,6 +770,91 @@ func TestPacerPause(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestPacerNewRateAppliesToWaiting: the Waits already waiting for the
+// rate go at a new rate, lower or higher, not at the times they had.
+func TestPacerNewRateAppliesToWaiting(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		to       float64
+		from, by time.Duration // the first at least from, the others at least by apart
+		within   time.Duration // all within
+	}{
+		{"lower", 1, time.Second, time.Second, 4 * time.Second},
+		{"higher", 100, 0, 10 * time.Millisecond, 40 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				p := NewPacer(PacerConfig{MaxRate: 10, Now: time.Now})
+				if err := p.Wait(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+				// Four Waits get times at 10/s: +100ms to +400ms.
+				var (
+					wg  sync.WaitGroup
+					mu  sync.Mutex
+					ats []time.Duration
+				)
+				start := time.Now()
+				for range 4 {
+					wg.Go(func() {
+						if err := p.Wait(t.Context()); err != nil {
+							t.Errorf("Wait: %v", err)
+						}
+						mu.Lock()
+						ats = append(ats, time.Since(start))
+						mu.Unlock()
+					})
+				}
+				synctest.Wait()
+				p.mu.Lock()
+				p.setLimit(time.Now(), rate.Limit(tc.to))
+				p.mu.Unlock()
+				wg.Wait()
+				slices.Sort(ats)
+				if ats[0] < tc.from || ats[len(ats)-1] > tc.within {
+					t.Errorf("Waits returned at %v, want from %v, within %v", ats, tc.from, tc.within)
+				}
+				for i := 1; i < len(ats); i++ {
+					if ats[i]-ats[i-1] < tc.by {
+						t.Errorf("Waits returned at %v, want %v apart at %v/s", ats, tc.by, tc.to)
+						break
+					}
+				}
+			})
+		})
+	}
+}
+
+// TestPacerWaitDeadline: a Wait that the rate would let go only after its
+// context's deadline returns an error at once; one that it lets go before
+// waits.
+func TestPacerWaitDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := NewPacer(PacerConfig{MaxRate: 1, Now: time.Now})
+		request(t, p, http.StatusOK) // the next may go in 1s
+		ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		if err := p.Wait(ctx); err == nil {
+			t.Fatal("Wait with a deadline before the rate's time returned nil")
+		}
+		if d := time.Since(start); d != 0 {
+			t.Errorf("Wait returned its error after %v, want at once", d)
+		}
+		if n := p.State().InFlight; n != 0 {
+			t.Errorf("InFlight = %d after a failed Wait, want 0", n)
+		}
+		ctx, cancel = context.WithTimeout(t.Context(), 2*time.Second)
+		defer cancel()
+		if err := p.Wait(ctx); err != nil {
+			t.Fatalf("Wait with a deadline after the rate's time: %v", err)
+		}
+		if d := time.Since(start); d != time.Second {
+			t.Errorf("Wait returned after %v, want at the rate's time (1s)", d)
+		}
+	})
 }
 
 // TestPacerState: InFlight counts Waits not yet Done; PausedUntil and
