@@ -105,6 +105,10 @@ type benchDelivery struct {
 	// requests arrived at the EHR in each interval of this length and when
 	// it answered 429: gaps show where the engine left the EHR idle.
 	timeline time.Duration
+	// tail, when set and the benchmark runs with -v, logs every request
+	// for the resources of the last tail requests: how the last rows to
+	// finish got there.
+	tail int
 }
 
 // newBenchDelivery starts an EHR and an engine with the default config
@@ -327,6 +331,9 @@ func (d *benchDelivery) syncTimed(b *testing.B, recs []*mapping.Record, want int
 			arrivals[i]++
 		}
 	}
+	if d.tail > 0 && testing.Verbose() {
+		d.logTail(b, start)
+	}
 	if d.timeline > 0 && testing.Verbose() {
 		b.Logf("sync: %d synced, %d retrying, %d waiting outcomes; reasons %v", st.Synced, st.Retrying, st.Waiting, st.Reasons)
 		b.Logf("requests arriving per %v: %v", d.timeline, arrivals)
@@ -338,6 +345,39 @@ func (d *benchDelivery) syncTimed(b *testing.B, recs []*mapping.Record, want int
 		}
 	}
 	return run
+}
+
+// logTail logs, for each resource (method, path and conditional query)
+// among the last d.tail requests, every request for it since start: when
+// it arrived, the status the client got and the one the handler
+// produced, and the fault. Identifier systems are shortened.
+func (d *benchDelivery) logTail(b *testing.B, start time.Time) {
+	reqs := d.srv.Requests()
+	key := func(r fhirtest.RequestLog) string { return r.Method + " " + r.Path + "?" + r.Query }
+	last := map[string]bool{}
+	for _, r := range reqs[max(0, len(reqs)-d.tail):] {
+		last[key(r)] = true
+	}
+	var order []string
+	history := map[string][]string{}
+	for _, r := range reqs {
+		k := key(r)
+		if !last[k] || r.Time.Before(start) {
+			continue
+		}
+		if history[k] == nil {
+			order = append(order, k)
+		}
+		fault := string(r.Fault)
+		if fault == "" {
+			fault = "ok"
+		}
+		history[k] = append(history[k], fmt.Sprintf("%.2fs %d/%d %s", r.Time.Sub(start).Seconds(), r.Status, r.HandlerStatus, fault))
+	}
+	short := strings.NewReplacer("https%3A%2F%2Fclinic.example.org%2Ffhir%2Fsid%2F", "", "%7C", "|")
+	for _, k := range order {
+		b.Logf("%s: %s", short.Replace(k), strings.Join(history[k], ", "))
+	}
 }
 
 // strategyConfig sets the write strategy and the concurrency.
@@ -577,6 +617,44 @@ func BenchmarkDeliveryRateLimited(b *testing.B) {
 	}
 }
 
+// BenchmarkDeliveryTransactionClaimAhead is no bar: it shows what limits
+// transactions in BenchmarkDeliveryLatencyBound. It runs that benchmark's
+// transaction case at C = 16 (6,000 scores, 50 ms latency against the
+// same sync without latency) with the default sync.batch_size of 64 and
+// with 256. The pipeline holds at most C + batch_size claimed rows, and a
+// Bundle carries one patient's scores (about 8.5), so by default at most
+// about 9 Bundles are held, in flight or lingering, whatever C is.
+func BenchmarkDeliveryTransactionClaimAhead(b *testing.B) {
+	const c = 16
+	for _, batch := range []int{64, 256} {
+		b.Run(fmt.Sprintf("batch_size=%d", batch), func(b *testing.B) {
+			b.StopTimer()
+			patients, scores := benchScores(b, 6000)
+			tune := func(cfg *adapter.Config) {
+				strategyConfig("transaction", c)(cfg)
+				cfg.Sync.BatchSize = batch
+			}
+			var slow, fast benchRun
+			for i := 0; i < b.N; i++ {
+				d := newBenchDelivery(b, tune, patients)
+				d.srv.SetLatency(benchLatency, benchLatency)
+				slow.add(d.syncTimed(b, scores, len(scores), true))
+				d.close()
+				d = newBenchDelivery(b, tune, patients)
+				fast.add(d.syncTimed(b, scores, len(scores), false))
+				d.close()
+			}
+			zero := fast.perSecond(fast.resources)
+			b.ReportMetric(slow.perSecond(slow.records), "records/s")
+			b.ReportMetric(slow.perSecond(slow.requests), "req/s")
+			b.ReportMetric(slow.perBundle(), "resources/req")
+			b.ReportMetric(zero, "zero_latency_resources/s")
+			b.ReportMetric(slow.perSecond(slow.resources)/zero, "achieved/zero_latency")
+			b.ReportMetric(slow.steadyPerSecond()/zero, "steady_achieved/zero_latency")
+		})
+	}
+}
+
 // faultsClinicPatients is the clinic size of BenchmarkDeliveryFaults.
 const faultsClinicPatients = 20
 
@@ -592,7 +670,9 @@ const faultsClinicPatients = 20
 // time over the clean one's, at most 3; every record synced, the EHR
 // holding every resource, each identifier exactly once
 // (fhirtest.DuplicateIdentifiers empty; the run fails otherwise). It also
-// reports both times and the share of requests given a fault.
+// reports both times and the share of requests given a fault. With -v
+// it logs the faulty run's timeline and the request history of the last
+// resources to be written.
 func BenchmarkDeliveryFaults(b *testing.B) {
 	const c = 16
 	for _, strategy := range []string{"conditional-update", "transaction"} {
@@ -613,6 +693,7 @@ func BenchmarkDeliveryFaults(b *testing.B) {
 				d.srv.SetFailureRate(0.3, http.StatusTooManyRequests, http.StatusServiceUnavailable)
 				d.srv.SetLoseRate(0.05, fhirtest.LoseDrop)
 				d.timeline = time.Second
+				d.tail = 15
 				faulty.add(d.syncTimed(b, recs, want, true))
 				d.close()
 			}
