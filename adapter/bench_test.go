@@ -274,6 +274,26 @@ func (d *benchDelivery) syncTimed(b *testing.B, recs []*mapping.Record, want int
 	d.restart(b)
 	before := d.total()
 	start := time.Now()
+	var pacer []string
+	stopPacer := make(chan struct{})
+	pacerDone := make(chan struct{})
+	go func() {
+		// With a timeline, the pacer's rate at the end of each interval.
+		defer close(pacerDone)
+		if d.timeline <= 0 || !testing.Verbose() {
+			return
+		}
+		t := time.NewTicker(d.timeline)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopPacer:
+				return
+			case <-t.C:
+				pacer = append(pacer, fmt.Sprintf("%.0f", d.eng.Pacer().State().Rate))
+			}
+		}
+	}()
 	if benchTimer {
 		b.StartTimer()
 	}
@@ -281,6 +301,8 @@ func (d *benchDelivery) syncTimed(b *testing.B, recs []*mapping.Record, want int
 	if benchTimer {
 		b.StopTimer()
 	}
+	close(stopPacer)
+	<-pacerDone
 	run := benchRun{elapsed: time.Since(start), records: st.Synced, resources: d.total() - before}
 	if err != nil {
 		b.Fatal(err)
@@ -337,6 +359,7 @@ func (d *benchDelivery) syncTimed(b *testing.B, recs []*mapping.Record, want int
 	if d.timeline > 0 && testing.Verbose() {
 		b.Logf("sync: %d synced, %d retrying, %d waiting outcomes; reasons %v", st.Synced, st.Retrying, st.Waiting, st.Reasons)
 		b.Logf("requests arriving per %v: %v", d.timeline, arrivals)
+		b.Logf("pacer rate (requests/s) at the end of each %v: [%s]", d.timeline, strings.Join(pacer, " "))
 		if len(throttledAt) > 0 {
 			if len(throttledAt) > 60 {
 				throttledAt = append(throttledAt[:60], "...")
