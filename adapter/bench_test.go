@@ -539,7 +539,7 @@ func mapAll(tb testing.TB, recs []*mapping.Record) []mapping.Resource {
 // iteration, each on a fresh EHR: the naive client of naiveSync (about
 // 50 s), and the adapter at C = 16 with conditional updates and with
 // transactions (default config otherwise). The adapter then syncs a clinic
-// of 40 patients (3,900 resources) both ways too, so that its fixed
+// of 40 patients (3,521 resources) both ways too, so that its fixed
 // start (the pacer's slow start, the first patients' dependency chains)
 // weighs less; the naive client's rate does not depend on the size.
 //
