@@ -23,6 +23,9 @@ type EvalError struct {
 }
 
 func (e *EvalError) Error() string {
+	if e.Path == "" {
+		return "view evaluation: " + e.Reason
+	}
 	return "view evaluation: " + e.Path + ": " + e.Reason
 }
 
@@ -32,7 +35,25 @@ func (e *EvalError) Error() string {
 // length runs in the memory of its largest resource. An error from emit
 // stops Run and is returned as is; a resource the view cannot be evaluated
 // on gives an *EvalError; input that is not a JSON object gives an error.
-func (v *View) Run(resource []byte, emit func(Row) error) error {
+//
+// A panic inside the FHIRPath engine on hostile input becomes an
+// *EvalError for that resource, so that one resource cannot end a long
+// export; a panic in emit is the caller's and is not recovered.
+func (v *View) Run(resource []byte, emit func(Row) error) (err error) {
+	inEmit := false
+	defer func() {
+		if p := recover(); p != nil {
+			if inEmit {
+				panic(p)
+			}
+			err = &EvalError{Path: "", Reason: fmt.Sprintf("FHIRPath engine failed: %v", p)}
+		}
+	}()
+	emitRow := func(r Row) error {
+		inEmit = true
+		defer func() { inEmit = false }()
+		return emit(r)
+	}
 	if !json.Valid(resource) {
 		return errNotObject
 	}
@@ -74,7 +95,7 @@ func (v *View) Run(resource []byte, emit func(Row) error) error {
 		}
 		parts[i] = rows
 	}
-	return product(parts, len(v.columns), func(row []any) error { return emit(Row(row)) })
+	return product(parts, len(v.columns), func(row []any) error { return emitRow(Row(row)) })
 }
 
 // RunValue is Run for a resource already decoded with encoding/json.
