@@ -25,6 +25,17 @@
 // that matches it, %rowIndex and the view's constants as %name variables,
 // and the compile step that lets those functions be found first.
 //
+// # Known limits (of the FHIRPath library, without a FHIR model)
+//
+// The library types JSON strings by their look: a string of 4 to 10
+// characters that parses as a date ("1999", "2024-01", "2024-01-31") or one
+// that parses as a dateTime becomes a Date or DateTime. So
+// identifier.value = '1999' is false when the value is the string "1999",
+// and such values come out in FHIRPath form (a dateTime with fractional
+// seconds gets three digits). getResourceKey and getReferenceKey read ids
+// as text and are not affected. TestLibraryLimits pins this so that the
+// note goes when the library changes.
+//
 // # Conformance
 //
 // The official SQL on FHIR v2 test suite is in

@@ -229,3 +229,21 @@ func FuzzRun(f *testing.F) {
 		_, _ = v.Rows(data)
 	})
 }
+
+// TestLibraryLimits pins the limit doc.go describes: the FHIRPath library
+// reads date-like strings as dates, so comparing them with a string
+// literal is false. If this starts failing, the library fixed it: drop the
+// note in doc.go and this test.
+func TestLibraryLimits(t *testing.T) {
+	t.Parallel()
+	v := MustParse([]byte(`{"resource":"Patient","select":[{"column":[
+	  {"name":"key","path":"getResourceKey()"},
+	  {"name":"eq","path":"identifier.value = '1999'"}]}]}`))
+	rows, err := v.Rows([]byte(`{"resourceType":"Patient","id":"2020","identifier":[{"value":"1999"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := json.Marshal(rows); string(got) != `[["2020",false]]` {
+		t.Errorf("rows = %s; the library's date heuristics changed, update doc.go", got)
+	}
+}
