@@ -59,6 +59,28 @@ func compile(src string) (*expr, error) {
 	return &expr{src: src, tree: t}, nil
 }
 
+// unknownFunction returns the name of the first function e calls that
+// neither the library nor this package defines, or "".
+func (e *expr) unknownFunction() string {
+	var found string
+	var walk func(t antlr.Tree)
+	walk = func(t antlr.Tree) {
+		if f, ok := t.(*grammar.FunctionContext); ok && found == "" {
+			if id := f.Identifier(); id != nil {
+				name := strings.Trim(id.GetText(), "`")
+				if _, ok := registry.Get(name); !ok {
+					found = name
+				}
+			}
+		}
+		for _, child := range t.GetChildren() {
+			walk(child)
+		}
+	}
+	walk(e.tree)
+	return found
+}
+
 // externalConstants returns the names of the %constants src refers to.
 func (e *expr) externalConstants() []string {
 	var names []string

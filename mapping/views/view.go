@@ -132,8 +132,8 @@ func keySet(keys ...string) map[string]bool {
 // duplicate column and constant names, a constant without exactly one
 // value[x], both forEach and forEachOrNull (or repeat) on one select,
 // unionAll branches whose columns differ in name or order, FHIRPath that
-// does not parse, and %names that are neither declared constants nor
-// built in.
+// does not parse or calls an unknown function, and %names that are neither
+// declared constants nor built in.
 func Parse(data []byte) (*View, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
@@ -334,6 +334,10 @@ func (p *parser) fhirpath(path string, raw any, required bool) *expr {
 	e, err := compile(s)
 	if err != nil {
 		p.fail(path, "%v", err)
+		return nil
+	}
+	if name := e.unknownFunction(); name != "" {
+		p.fail(path, "FHIRPath %q calls %s(), which is not a known function", s, name)
 		return nil
 	}
 	for _, name := range e.externalConstants() {

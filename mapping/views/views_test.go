@@ -31,6 +31,7 @@ func TestParseErrors(t *testing.T) {
 		{"forEach and forEachOrNull", `{"resource":"Patient","select":[{"forEach":"name","forEachOrNull":"name","column":[{"name":"f","path":"family"}]}]}`, "select[0]"},
 		{"repeat not list", `{"resource":"Patient","select":[{"repeat":"item","column":[{"name":"f","path":"linkId"}]}]}`, "select[0].repeat"},
 		{"bad fhirpath in column", `{"resource":"Patient","select":[{"column":[{"name":"id","path":"name.where("}]}]}`, "select[0].column[0].path"},
+		{"unknown function", `{"resource":"Patient","select":[{"column":[{"name":"id","path":"name.frist().family"}]}]}`, "select[0].column[0].path"},
 		{"undeclared constant", `{"resource":"Patient","select":[{"column":[{"name":"id","path":"%nope"}]}]}`, "select[0].column[0].path"},
 		{"constant twice", `{"resource":"Patient","constant":[{"name":"a","valueString":"x"},{"name":"a","valueString":"y"}],"select":[{"column":[{"name":"id","path":"id"}]}]}`, "constant[1].name"},
 		{"constant two values", `{"resource":"Patient","constant":[{"name":"a","valueString":"x","valueCode":"y"}],"select":[{"column":[{"name":"id","path":"id"}]}]}`, "constant[0]"},
