@@ -105,8 +105,12 @@ func New(cfg *Config, st store.Store, opts Options) (*Engine, error) {
 		log:    opts.Logger, metrics: opts.Metrics, now: opts.Now, owner: opts.Owner,
 		retry:      RetryPolicy{Min: cfg.Sync.RetryMin.D(), Max: cfg.Sync.RetryBackoffMax.D(), Now: opts.Now},
 		shortRetry: RetryPolicy{Min: min(cfg.EHR.RetryWaitMin.D(), cfg.EHR.RetryWaitMax.D()), Max: cfg.EHR.RetryWaitMax.D(), Now: opts.Now},
-		pacer:      NewPacer(PacerConfig{MaxRate: cfg.EHR.MaxRate, PauseThreshold: cfg.EHR.PauseThreshold.D(), Now: opts.Now}),
-		wake:       make(chan struct{}, 1),
+		pacer: NewPacer(PacerConfig{MaxRate: cfg.EHR.MaxRate, PauseThreshold: cfg.EHR.PauseThreshold.D(), Now: opts.Now,
+			// Slow start from 4 requests per worker per second: a 250 ms
+			// round trip keeps every worker busy from the first period,
+			// and a faster EHR is found in a few doublings.
+			StartRate: float64(max(10, 4*cfg.Sync.Concurrency))}),
+		wake: make(chan struct{}, 1),
 	}
 	var key []byte
 	if cfg.EHR.Auth.PrivateKey != "" {
