@@ -274,11 +274,12 @@ func (s *Server) FailNextExport(n int) {
 }
 
 // TruncateExportFiles, when on, cuts the first full download (a GET
-// without Range) of each export file in the middle of a line, once: the
-// response declares the whole length, sends the bytes up to the cut and
-// then closes the connection (over HTTP/2, resets the stream), so the
-// client reads part of a line and then io.ErrUnexpectedEOF. A client can
-// resume with a Range request (answered 206) or download again.
+// without Range; HEAD is never cut) of each export file in the middle of
+// a line, once: the response declares the whole length, sends the bytes
+// up to the cut and then closes the connection (over HTTP/2, resets the
+// stream), so the client reads part of a line and then
+// io.ErrUnexpectedEOF. A client can resume with a Range request
+// (answered 206) or download again.
 func (s *Server) TruncateExportFiles(on bool) {
 	s.exports.mu.Lock()
 	defer s.exports.mu.Unlock()
@@ -894,7 +895,7 @@ func (s *Server) serveExportFile(r *http.Request, job *exportJob, genSeg, name s
 		return resp
 	}
 	cut := -1
-	if s.exports.truncate && !f.truncated && len(data) > 1 {
+	if s.exports.truncate && !f.truncated && r.Method == http.MethodGet && len(data) > 1 {
 		f.truncated = true
 		cut = midLine(data)
 	}

@@ -681,6 +681,9 @@ func TestExportTruncated(t *testing.T) {
 			if enc == "identity" {
 				hdr = []string{"Accept-Encoding", "identity"}
 			}
+			if r := x.do("HEAD", u, hdr...); r.status != http.StatusOK || r.err != nil {
+				t.Fatalf("HEAD: %d %v", r.status, r.err)
+			}
 			cut := x.do("GET", u, hdr...)
 			if cut.status != http.StatusOK || !errors.Is(cut.err, io.ErrUnexpectedEOF) {
 				t.Fatalf("truncated download: %d, err %v", cut.status, cut.err)
@@ -709,8 +712,8 @@ func TestExportTruncated(t *testing.T) {
 			if !reflect.DeepEqual(faults, []Fault{FaultExportTruncated}) {
 				t.Errorf("faults %v", faults)
 			}
-			if f := s.ExportJobs()[0].Files[0]; f.Requests != 4 {
-				t.Errorf("file requests %d, want 4", f.Requests)
+			if f := s.ExportJobs()[0].Files[0]; f.Requests != 5 {
+				t.Errorf("file requests %d, want 5", f.Requests)
 			}
 		})
 	}
