@@ -494,34 +494,6 @@ func canceled(r store.Record, now time.Time) store.Outcome {
 	return store.Outcome{State: store.StateRetrying, Hash: r.Hash, NextAttemptAt: now, ErrorClass: ClassCanceled}
 }
 
-// failure turns an error from the EHR client into an outcome.
-func (e *Engine) failure(r store.Record, err error) store.Outcome {
-	out := store.Outcome{Hash: r.Hash, ErrorClass: ehr.Reason(err)}
-	switch ehr.Classify(err) {
-	case ehr.ClassPermanent:
-		out.State = store.StateDead
-		var rej *ehr.RejectedError
-		if errors.As(err, &rej) {
-			out.ErrorDetail = rejectionDetail(rej)
-		} else {
-			out.ErrorDetail = err.Error()
-		}
-	case ehr.ClassCanceled:
-		return canceled(r, e.now())
-	default: // transient, conflict, auth: the outbox retries later
-		out.State = store.StateRetrying
-		var retryAfter time.Duration
-		var te *ehr.TransientError
-		if errors.As(err, &te) {
-			retryAfter = te.RetryAfter
-		}
-		out.NextAttemptAt = e.retry.Next(r.Attempts, retryAfter)
-		out.ErrorDetail = err.Error()
-		e.metrics.Retry("outbox_" + out.ErrorClass)
-	}
-	return out
-}
-
 // rejectionDetail keeps the EHR's OperationOutcome issues, diagnostics
 // included, for the dead-letter list. It is stored, never logged.
 func rejectionDetail(rej *ehr.RejectedError) string {
