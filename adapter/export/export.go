@@ -604,7 +604,10 @@ func (x *Exporter) runJob(ctx context.Context, st *jobState, since time.Time) (*
 	var m *manifest
 	var ps []*part
 	var stMu sync.Mutex
-	for refresh := 0; ; refresh++ {
+	// Links may expire while others download: re-poll as often as
+	// needed while files get done, but not forever without progress.
+	stale := 0
+	for {
 		var err error
 		if m, err = x.poll(ctx, st.StatusURL); err != nil {
 			return nil, err
@@ -634,8 +637,22 @@ func (x *Exporter) runJob(ctx context.Context, st *jobState, since time.Time) (*
 				x.setProgress(func(pr *Progress) { pr.FilesDone++ })
 			}
 		})
-		if errors.Is(err, errExpired) && refresh < x.opts.MaxAttempts {
-			continue
+		if errors.Is(err, errExpired) {
+			now := 0
+			for _, p := range ps {
+				if st.Parts[p.key].Done {
+					now++
+				}
+			}
+			if now == done {
+				stale++
+			} else {
+				stale = 0
+			}
+			if stale < x.opts.MaxAttempts {
+				continue
+			}
+			return nil, fmt.Errorf("export job %s: file links keep expiring before any file is done", id)
 		}
 		if err != nil {
 			return nil, err
