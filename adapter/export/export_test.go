@@ -395,3 +395,47 @@ func TestFallback(t *testing.T) {
 	}
 	f.checkOutput(t, res)
 }
+
+// TestFileToken: files get the token only when the manifest says
+// requiresAccessToken.
+func TestFileToken(t *testing.T) {
+	t.Parallel()
+	for _, requires := range []bool{false, true} {
+		t.Run(fmt.Sprint(requires), func(t *testing.T) {
+			t.Parallel()
+			f := setup(t)
+			f.srv.SetExportRequiresAccessToken(requires)
+			target, _ := url.Parse(f.srv.URL)
+			proxy := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: target.Scheme, Host: target.Host})
+			var mu sync.Mutex
+			auth := map[string]int{}
+			front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if _, file, ok := strings.Cut(r.URL.Path, "/_export/"); ok && strings.Count(file, "/") == 2 {
+					mu.Lock()
+					auth[r.Header.Get("Authorization")]++
+					mu.Unlock()
+				}
+				proxy.ServeHTTP(w, r)
+			}))
+			t.Cleanup(front.Close)
+			base := front.URL + target.Path
+			c, err := ehr.New(ehr.Config{BaseURL: base, RetryMax: -1, Auth: ehr.AuthConfig{Mode: ehr.AuthBearer, Token: "secret-token"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.client = c
+			res, err := f.exporter(t, export.Options{}).Run(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.checkOutput(t, res)
+			want := ""
+			if requires {
+				want = "Bearer secret-token"
+			}
+			if len(auth) != 1 || auth[want] == 0 {
+				t.Errorf("Authorization on file requests: %v, want only %q", auth, want)
+			}
+		})
+	}
+}
