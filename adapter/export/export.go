@@ -325,11 +325,16 @@ func (x *Exporter) kickoffPath(since time.Time) string {
 	return p + "?" + q.Encode()
 }
 
-// jobID is the last path segment of a status URL, for messages.
+// jobID names a job in messages: the status URL's _jobId parameter
+// (as in [base]/$export-poll-status?_jobId=...) or its last path segment;
+// never the rest of its query.
 func jobID(statusURL string) string {
 	u, err := url.Parse(statusURL)
 	if err != nil {
 		return "?"
+	}
+	if id := u.Query().Get("_jobId"); id != "" && len(id) <= 64 && groupRE.MatchString(id) {
+		return id
 	}
 	return path.Base(u.Path)
 }

@@ -90,3 +90,17 @@ func FuzzParseRetryAfter(f *testing.F) {
 		}
 	})
 }
+
+func TestJobID(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"https://ehr.example/fhir/_export/42":                               "42",
+		"https://ehr.example/fhir/$export-poll-status?_jobId=a5a6-0ba8":     "a5a6-0ba8",
+		"https://ehr.example/fhir/$export-poll-status?_jobId=x&sig=SECRET1": "x",
+		"https://ehr.example/fhir/status?sig=SECRET1":                       "status",
+	} {
+		if got := jobID(in); got != want {
+			t.Errorf("jobID(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
