@@ -295,6 +295,32 @@ func TestCancelDeletesJob(t *testing.T) {
 	}
 }
 
+// TestCancelMidDownload: Ctrl-C while downloading DELETEs the job and
+// leaves no parts and no resume state behind.
+func TestCancelMidDownload(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.srv.SetExportFileLines(3)
+	ctx, cancel := context.WithCancel(t.Context())
+	x := f.exporter(t, export.Options{Workers: 1, Progress: func(p export.Progress) {
+		if p.FilesDone >= 1 {
+			cancel()
+		}
+	}})
+	if _, err := x.Run(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run: %v, want canceled", err)
+	}
+	if jobs := f.srv.ExportJobs(); len(jobs) != 1 || jobs[0].State != fhirtest.ExportCancelled {
+		t.Errorf("jobs: %+v, want one cancelled", jobs)
+	}
+	if _, err := os.Stat(filepath.Join(f.out, ".export-parts")); !os.IsNotExist(err) {
+		t.Errorf("parts left: %v", err)
+	}
+	if v, _ := f.store.Meta(t.Context(), "export:job"); v != "" {
+		t.Errorf("resume state left: %q", v)
+	}
+}
+
 // TestFailedJob: a job the server fails is reported by its id, and the
 // error holds no URL.
 func TestFailedJob(t *testing.T) {
