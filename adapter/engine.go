@@ -191,6 +191,11 @@ func (e *Engine) Delivery() DeliveryStatus {
 // Pacer returns the pacer of the engine's EHR requests.
 func (e *Engine) Pacer() *Pacer { return e.pacer }
 
+// Client returns the engine's EHR client, with its auth and pacer, for
+// other work against the same EHR (Bulk Data export). It makes no short
+// retries: callers retry on their own schedule.
+func (e *Engine) Client() *ehr.Client { return e.client }
+
 // AuthPaused returns the authorization failure delivery is paused for,
 // or nil. Its text names what to check and holds no secret.
 func (e *Engine) AuthPaused() error {
