@@ -5,7 +5,6 @@ import (
 	"errors"
 	"time"
 
-	"github.com/ketamine-fhir/ketamine-fhir/adapter/ehr"
 	"github.com/ketamine-fhir/ketamine-fhir/adapter/store"
 	"github.com/ketamine-fhir/ketamine-fhir/mapping"
 )
@@ -189,6 +188,3 @@ func (p *pipeline) authOutcome(it *item, err error) store.Outcome {
 	return store.Outcome{State: store.StateRetrying, NextAttemptAt: p.e.now(), ErrorClass: ClassAuth,
 		ErrorDetail: err.Error()}
 }
-
-// isAuth reports whether err is an authorization failure of the client.
-func isAuth(err error) bool { return ehr.Classify(err) == ehr.ClassAuth }

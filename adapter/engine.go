@@ -105,8 +105,12 @@ func New(cfg *Config, st store.Store, opts Options) (*Engine, error) {
 		log:    opts.Logger, metrics: opts.Metrics, now: opts.Now, owner: opts.Owner,
 		retry:      RetryPolicy{Min: cfg.Sync.RetryMin.D(), Max: cfg.Sync.RetryBackoffMax.D(), Now: opts.Now},
 		shortRetry: RetryPolicy{Min: min(cfg.EHR.RetryWaitMin.D(), cfg.EHR.RetryWaitMax.D()), Max: cfg.EHR.RetryWaitMax.D(), Now: opts.Now},
-		pacer:      NewPacer(PacerConfig{MaxRate: cfg.EHR.MaxRate, PauseThreshold: cfg.EHR.PauseThreshold.D(), Now: opts.Now}),
-		wake:       make(chan struct{}, 1),
+		pacer: NewPacer(PacerConfig{MaxRate: cfg.EHR.MaxRate, PauseThreshold: cfg.EHR.PauseThreshold.D(), Now: opts.Now,
+			// Slow start from 4 requests per worker per second: a 250 ms
+			// round trip keeps every worker busy from the first period,
+			// and a faster EHR is found in a few doublings.
+			StartRate: float64(max(10, 4*cfg.Sync.Concurrency))}),
+		wake: make(chan struct{}, 1),
 	}
 	var key []byte
 	if cfg.EHR.Auth.PrivateKey != "" {
@@ -186,6 +190,11 @@ func (e *Engine) Delivery() DeliveryStatus {
 
 // Pacer returns the pacer of the engine's EHR requests.
 func (e *Engine) Pacer() *Pacer { return e.pacer }
+
+// Client returns the engine's EHR client, with its auth and pacer, for
+// other work against the same EHR (Bulk Data export). It makes no short
+// retries: callers retry on their own schedule.
+func (e *Engine) Client() *ehr.Client { return e.client }
 
 // AuthPaused returns the authorization failure delivery is paused for,
 // or nil. Its text names what to check and holds no secret.
@@ -488,34 +497,6 @@ func (e *Engine) Stop(ctx context.Context) error {
 
 func canceled(r store.Record, now time.Time) store.Outcome {
 	return store.Outcome{State: store.StateRetrying, Hash: r.Hash, NextAttemptAt: now, ErrorClass: ClassCanceled}
-}
-
-// failure turns an error from the EHR client into an outcome.
-func (e *Engine) failure(r store.Record, err error) store.Outcome {
-	out := store.Outcome{Hash: r.Hash, ErrorClass: ehr.Reason(err)}
-	switch ehr.Classify(err) {
-	case ehr.ClassPermanent:
-		out.State = store.StateDead
-		var rej *ehr.RejectedError
-		if errors.As(err, &rej) {
-			out.ErrorDetail = rejectionDetail(rej)
-		} else {
-			out.ErrorDetail = err.Error()
-		}
-	case ehr.ClassCanceled:
-		return canceled(r, e.now())
-	default: // transient, conflict, auth: the outbox retries later
-		out.State = store.StateRetrying
-		var retryAfter time.Duration
-		var te *ehr.TransientError
-		if errors.As(err, &te) {
-			retryAfter = te.RetryAfter
-		}
-		out.NextAttemptAt = e.retry.Next(r.Attempts, retryAfter)
-		out.ErrorDetail = err.Error()
-		e.metrics.Retry("outbox_" + out.ErrorClass)
-	}
-	return out
 }
 
 // rejectionDetail keeps the EHR's OperationOutcome issues, diagnostics

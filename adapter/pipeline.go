@@ -150,10 +150,16 @@ type pipeline struct {
 
 func (e *Engine) newPipeline(mode runMode, claimCtx, workCtx context.Context) *pipeline {
 	c := e.cfg.Sync.Concurrency
+	capacity := c + e.cfg.Sync.BatchSize
+	if e.usesTransactions() {
+		// Enough rows to fill a Bundle per worker while the next ones
+		// gather.
+		capacity = 2*c*e.cfg.EHR.TransactionSize + e.cfg.Sync.BatchSize
+	}
 	return &pipeline{
 		e: e, mode: mode, claimCtx: claimCtx, workCtx: workCtx,
 		workers:  c,
-		capacity: c + e.cfg.Sync.BatchSize,
+		capacity: capacity,
 		held:     map[int64]*item{},
 		local:    map[mapping.Dependency]int64{},
 		parked:   map[mapping.Dependency][]*item{},
@@ -165,6 +171,17 @@ func (e *Engine) newPipeline(mode runMode, claimCtx, workCtx context.Context) *p
 		compl:    make(chan completion, 4*c+64),
 		stats:    newStats(),
 	}
+}
+
+// usesTransactions reports whether any resource type is written with
+// transaction Bundles.
+func (e *Engine) usesTransactions() bool {
+	for _, s := range e.cfg.EHR.WriteStrategy {
+		if s == "transaction" {
+			return true
+		}
+	}
+	return false
 }
 
 // run runs the pipeline until its mode says it is done, or claimCtx ends;

@@ -8,6 +8,7 @@ type capStatement struct {
 	Date           string       `json:"date"`
 	Publisher      string       `json:"publisher"`
 	Kind           string       `json:"kind"`
+	Instantiates   []string     `json:"instantiates,omitempty"`
 	Software       capSoftware  `json:"software"`
 	Implementation capImplement `json:"implementation"`
 	FHIRVersion    string       `json:"fhirVersion"`
@@ -29,6 +30,13 @@ type capRest struct {
 	Documentation string           `json:"documentation"`
 	Resource      []capResource    `json:"resource"`
 	Interaction   []capInteraction `json:"interaction"`
+	Operation     []capOperation   `json:"operation,omitempty"`
+}
+
+// capOperation declares an operation by its OperationDefinition.
+type capOperation struct {
+	Name       string `json:"name"`
+	Definition string `json:"definition"`
 }
 
 type capInteraction struct {
@@ -47,6 +55,7 @@ type capResource struct {
 	ConditionalDelete string           `json:"conditionalDelete"`
 	ReferencePolicy   []string         `json:"referencePolicy"`
 	SearchParam       []capSearchParam `json:"searchParam"`
+	Operation         []capOperation   `json:"operation,omitempty"`
 }
 
 type capSearchParam struct {
@@ -78,8 +87,12 @@ func (s *Server) capabilityStatement(base string) []byte {
 		Mode: "server",
 		Documentation: "In-memory FHIR R4 test server (ketamine-fhir fhirtest). JSON only. " +
 			"Search results are in creation order; paging uses _count and _offset. " +
-			"Unknown search parameters are ignored (and left out of the self link) unless Prefer: handling=strict.",
+			"Unknown search parameters are ignored (and left out of the self link) unless Prefer: handling=strict. " +
+			"Bulk Data $export (IG v2) at system, Patient and Group level, GET kick-off only, with _outputFormat " +
+			"(NDJSON), _type, _since and _typeFilter; Patient and Group exports hold Patients and the resources of " +
+			"Patient-compartment types that reference them; files are split by line count when configured.",
 		Interaction: []capInteraction{{"transaction"}, {"batch"}},
+		Operation:   []capOperation{{Name: "export", Definition: exportOpSystem}},
 	}
 	for _, typ := range resourceTypes {
 		r := capResource{
@@ -94,6 +107,12 @@ func (s *Server) capabilityStatement(base string) []byte {
 			ConditionalDelete: "single",
 			ReferencePolicy:   policy,
 		}
+		switch typ {
+		case "Patient":
+			r.Operation = []capOperation{{Name: "export", Definition: exportOpPatient}}
+		case "Group":
+			r.Operation = []capOperation{{Name: "export", Definition: exportOpGroup}}
+		}
 		for _, p := range sortedParams(typ) {
 			r.SearchParam = append(r.SearchParam, capSearchParam{Name: p.name, Type: p.kind.String(), Documentation: p.doc})
 		}
@@ -105,6 +124,7 @@ func (s *Server) capabilityStatement(base string) []byte {
 		Date:           s.capDate,
 		Publisher:      "ketamine-fhir",
 		Kind:           "instance",
+		Instantiates:   []string{bulkDataCapStmt},
 		Software:       capSoftware{Name: "ketamine-fhir fhirtest"},
 		Implementation: capImplement{Description: "in-memory FHIR R4 test server with fault injection", URL: base},
 		FHIRVersion:    "4.0.1",

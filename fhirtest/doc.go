@@ -58,7 +58,11 @@
 //     entry's status with an OperationOutcome naming it;
 //   - batch Bundles: every entry on its own, with its own status or
 //     OperationOutcome;
-//   - GET metadata: a CapabilityStatement of exactly the above.
+//   - Bulk Data export (below);
+//   - GET metadata: a CapabilityStatement of exactly the above, which
+//     instantiates the Bulk Data IG's CapabilityStatement and declares
+//     the export operations (system, Patient and Group) by their
+//     OperationDefinitions' canonical URLs.
 //
 // Every written resource is validated with google/fhir/go: 400 when the body
 // is not JSON or its resourceType is missing or wrong, 422 when the resource
@@ -70,6 +74,53 @@
 // referenced resource is a 409. The server stores the resource's JSON as
 // sent (members sorted) with id and meta.versionId and meta.lastUpdated
 // set. Server-assigned ids count up from "1".
+//
+// # Bulk Data export
+//
+// The server implements FHIR Bulk Data Access IG v2
+// (https://hl7.org/fhir/uv/bulkdata/) $export:
+//
+//   - kick-off: GET [base]/$export (every resource), [base]/Patient/$export
+//     (the Patient compartments of all patients) and
+//     [base]/Group/[id]/$export (those of the Group's active Patient
+//     members; Add a Group to set one up). Prefer: respond-async is
+//     required (else 400); Accept may be absent or JSON (else 406). The
+//     answer is 202 with Content-Location, the status URL
+//     ([base]/_export/[job]), and an informational OperationOutcome.
+//     Parameters: _outputFormat (application/fhir+ndjson,
+//     application/ndjson or ndjson), _type (comma-separated and
+//     repeatable), _since (an instant: resources whose lastUpdated is
+//     after it) and _typeFilter (Type?search queries, ORed per type,
+//     matched with the server's own search parameters). A Patient or
+//     Group export holds Patients and the resources of Patient-compartment
+//     types that reference one of them at any element. Other parameters
+//     (_elements, patient, includeAssociatedData, ...), unknown types,
+//     types outside the compartment and unsupported _typeFilter queries
+//     are a 400 with an OperationOutcome, or, under Prefer:
+//     handling=lenient, ignored with a warning OperationOutcome in the
+//     manifest's error file. The data is a snapshot taken at kick-off,
+//     whose instant is the manifest's transactionTime; later writes get a
+//     later lastUpdated, so an export _since that instant finds them;
+//   - status: 202 with X-Progress and Retry-After while the job is in
+//     progress (SetExportDelay: a number of polls and a duration), then
+//     200 with the manifest (transactionTime, request,
+//     requiresAccessToken (SetExportRequiresAccessToken), output and
+//     error, and with _since deleted: transaction Bundles with one DELETE
+//     entry per resource deleted since, which then is not in output).
+//     DELETE cancels a job (202); its status URL and files then answer
+//     404;
+//   - files: application/fhir+ndjson, one type per file, in creation order,
+//     split at SetExportFileLines lines; gzip when the client accepts it
+//     (net/http's transport asks and decompresses by itself); single byte
+//     ranges (206) for resuming.
+//
+// Export faults: SetExportPollInterval answers polls that come too soon
+// 429 with Retry-After; SetExportLinkExpiry makes file links expire (410
+// Gone) until the status URL is polled again for fresh ones;
+// FailNextExport makes jobs fail (polls answer 500 with an
+// OperationOutcome); TruncateExportFiles cuts each file's first download
+// in the middle of a line. ExportJobs shows the jobs, their state, polls
+// and files.
 //
 // # Faults
 //
@@ -94,7 +145,8 @@
 // injected and the protocol (HTTP/1.1 or HTTP/2.0), Connections the TCP
 // connections accepted (a client that reuses its connections opens none
 // at steady state), IdentifierHolders and DuplicateIdentifiers who holds
-// an identifier, and Reset empties the server.
+// an identifier, ExportJobs the Bulk Data export jobs, and Reset empties
+// the server (export jobs included).
 //
 // # TLS and HTTP/2
 //

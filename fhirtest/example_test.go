@@ -1,6 +1,7 @@
 package fhirtest_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"log"
@@ -146,4 +147,84 @@ func ExampleServer_Connections() {
 	// Output:
 	// requests: 3 over HTTP/2.0
 	// connections: 1
+}
+
+// A Bulk Data export: kick off with Prefer: respond-async, poll the status
+// URL until the manifest arrives, then download the NDJSON files it lists.
+func ExampleServer_ExportJobs() {
+	srv := fhirtest.NewUnstartedServer()
+	defer srv.Close()
+	for _, r := range []string{
+		`{"resourceType":"Patient","id":"p1","gender":"female"}`,
+		`{"resourceType":"Observation","id":"o1","status":"final","code":{"text":"PHQ-9"},"subject":{"reference":"Patient/p1"}}`,
+		`{"resourceType":"Practitioner","id":"dr"}`,
+	} {
+		if _, err := srv.Add([]byte(r)); err != nil {
+			log.Fatal(err)
+		}
+	}
+	srv.SetExportDelay(1, 0) // one "in progress" answer first
+	srv.Start()
+
+	get := func(u string, hdr ...string) (*http.Response, []byte) {
+		req, err := http.NewRequest("GET", u, nil)
+		if err != nil {
+			log.Fatal(err)
+		}
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			log.Fatal(err)
+		}
+		return resp, body
+	}
+
+	resp, _ := get(srv.URL+"/Patient/$export?_type=Patient,Observation",
+		"Accept", "application/fhir+json", "Prefer", "respond-async")
+	status := resp.Header.Get("Content-Location")
+	fmt.Println("kick-off:", resp.StatusCode, strings.TrimPrefix(status, srv.URL))
+
+	resp, _ = get(status)
+	fmt.Println("poll:", resp.StatusCode, resp.Header.Get("X-Progress"))
+
+	resp, body := get(status)
+	var manifest struct {
+		Output []struct {
+			Type  string
+			URL   string
+			Count int
+		}
+	}
+	if err := json.Unmarshal(body, &manifest); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("poll:", resp.StatusCode, resp.Header.Get("Content-Type"))
+	for _, f := range manifest.Output {
+		resp, ndjson := get(f.URL)
+		fmt.Println(f.Type, "count", f.Count, resp.Header.Get("Content-Type"))
+		for _, line := range strings.Split(strings.TrimSpace(string(ndjson)), "\n") {
+			var r struct{ ResourceType, ID string }
+			if err := json.Unmarshal([]byte(line), &r); err != nil {
+				log.Fatal(err)
+			}
+			fmt.Println(" ", r.ResourceType+"/"+r.ID)
+		}
+	}
+	fmt.Println("job:", srv.ExportJobs()[0].State)
+	// Output:
+	// kick-off: 202 /_export/1
+	// poll: 202 0% complete
+	// poll: 200 application/json
+	// Observation count 1 application/fhir+ndjson
+	//   Observation/o1
+	// Patient count 1 application/fhir+ndjson
+	//   Patient/p1
+	// job: complete
 }

@@ -52,6 +52,18 @@ const (
 	FaultLoseDrop Fault = "lose-drop"
 	// FaultLose503 means the request was processed, then answered 503.
 	FaultLose503 Fault = "lose-503"
+	// FaultExportPollTooFast means an export status poll came sooner than
+	// SetExportPollInterval allows and was answered 429.
+	FaultExportPollTooFast Fault = "export-poll-too-fast"
+	// FaultExportLinkExpired means an export file link had expired
+	// (SetExportLinkExpiry) and was answered 410.
+	FaultExportLinkExpired Fault = "export-link-expired"
+	// FaultExportFailed means a status poll of a failed export job
+	// (FailNextExport) was answered 500.
+	FaultExportFailed Fault = "export-failed"
+	// FaultExportTruncated means an export file download was cut in the
+	// middle of a line (TruncateExportFiles).
+	FaultExportTruncated Fault = "export-truncated"
 )
 
 // DefaultSeed is the seed of the fault generator unless WithSeed or
@@ -311,9 +323,11 @@ func (s *Server) SetSeed(seed int64) {
 	s.faults.seed(seed)
 }
 
-// ClearFaults removes every fault, latency and the rate limit. The seed's
-// sequence continues.
+// ClearFaults removes every fault, latency and the rate limit, and the
+// export faults (SetExportPollInterval, SetExportLinkExpiry,
+// FailNextExport, TruncateExportFiles). The seed's sequence continues.
 func (s *Server) ClearFaults() {
+	s.exports.clearFaults()
 	s.faults.mu.Lock()
 	defer s.faults.mu.Unlock()
 	f := s.faults

@@ -123,3 +123,67 @@ func FuzzBundle(f *testing.F) {
 		t.Fatalf("status %d", w.Code)
 	})
 }
+
+func FuzzParseByteRange(f *testing.F) {
+	for _, h := range []string{"bytes=0-9", "bytes=10-", "bytes=-5", "bytes=0-1,3-4", "bytes=9-3", "items=0-1", "bytes=-0"} {
+		f.Add(h, 20)
+	}
+	f.Fuzz(func(t *testing.T, h string, n int) {
+		n = max(n, 0) % (1 << 20)
+		lo, hi, ok := parseByteRange(h, n)
+		if ok && (lo < 0 || lo >= hi || hi > n) {
+			t.Errorf("parseByteRange(%q, %d) = [%d, %d)", h, n, lo, hi)
+		}
+	})
+}
+
+// FuzzExportKickoff sends arbitrary kick-off query strings: the server
+// must answer 202 with a status URL, or an error status with an
+// OperationOutcome, and never start a job it then refuses.
+func FuzzExportKickoff(f *testing.F) {
+	for _, q := range []string{
+		"", "_type=Patient,Observation", "_since=2024-01-02T03:04:05Z", "_outputFormat=ndjson", "_elements=id",
+		"_typeFilter=" + url.QueryEscape("Observation?category=survey,Observation?_id=o1"), "_typeFilter=" + url.QueryEscape("Observation?x=,"),
+		"_type=,,&_since=2024", "patient=Patient/p1",
+	} {
+		f.Add("$export", q, false)
+		f.Add("Patient/$export", q, true)
+		f.Add("Group/g1/$export", q, false)
+	}
+	s := NewUnstartedServer()
+	defer s.Close()
+	mustAdd(f, s, patientJSON("p1", "M1"))
+	mustAdd(f, s, observationJSON("o1", "O1", "Patient/p1", "final", "2024-01-02"))
+	mustAdd(f, s, `{"resourceType":"Group","id":"g1","type":"person","actual":true,"member":[{"entity":{"reference":"Patient/p1"}}]}`)
+	f.Fuzz(func(t *testing.T, op, query string, lenient bool) {
+		switch op {
+		case "$export", "Patient/$export", "Group/g1/$export":
+		default:
+			op = "$export"
+		}
+		u, err := url.Parse("http://fhir.test" + s.BasePath() + "/" + op + "?" + query)
+		if err != nil {
+			return
+		}
+		req := httptest.NewRequest("GET", "/", nil)
+		req.URL, req.RequestURI = u, u.RequestURI()
+		req.Header.Set("Prefer", "respond-async")
+		if lenient {
+			req.Header.Set("Prefer", "respond-async, handling=lenient")
+		}
+		before := len(s.ExportJobs())
+		w := httptest.NewRecorder()
+		s.Handler().ServeHTTP(w, req)
+		var m map[string]any
+		if err := json.Unmarshal(w.Body.Bytes(), &m); err != nil || m["resourceType"] != "OperationOutcome" {
+			t.Fatalf("%s: %d, body not an OperationOutcome: %s", u, w.Code, w.Body)
+		}
+		started := len(s.ExportJobs()) - before
+		switch {
+		case w.Code == 202 && started == 1 && strings.Contains(w.Header().Get("Content-Location"), "/_export/"):
+		case w.Code >= 400 && w.Code < 500 && started == 0:
+		default:
+			t.Fatalf("%s: %d, %d jobs started", u, w.Code, started)
+		}
+	})
+}

@@ -20,10 +20,17 @@ type response struct {
 	status int
 	header http.Header
 	body   []byte
+	// contentType overrides the FHIR JSON Content-Type of a body.
+	contentType string
+	// cut >= 0 sends only that many bytes of body (after a Content-Length
+	// of all of it) and then breaks the connection: a truncated download.
+	cut int
+	// fault names a fault the handler itself injected, for the log.
+	fault Fault
 }
 
 func newResponse(status int, body []byte) *response {
-	return &response{status: status, header: http.Header{}, body: body}
+	return &response{status: status, header: http.Header{}, body: body, cut: -1}
 }
 
 func errResponse(ferr *fhirError) *response {
@@ -41,13 +48,27 @@ func (resp *response) write(w http.ResponseWriter) {
 	}
 	if len(resp.body) > 0 || resp.status != http.StatusNoContent && resp.status != http.StatusNotModified {
 		if len(resp.body) > 0 {
-			h.Set("Content-Type", contentTypeFHIR)
+			ct := contentTypeFHIR
+			if resp.contentType != "" {
+				ct = resp.contentType
+			}
+			h.Set("Content-Type", ct)
 		}
 		h.Set("Content-Length", strconv.Itoa(len(resp.body)))
 	}
 	w.WriteHeader(resp.status)
-	if len(resp.body) > 0 {
-		_, _ = w.Write(resp.body)
+	body := resp.body
+	if resp.cut >= 0 && resp.cut < len(body) {
+		body = body[:resp.cut]
+	}
+	if len(body) > 0 {
+		_, _ = w.Write(body)
+	}
+	if resp.cut >= 0 && resp.cut < len(resp.body) {
+		// Send what was written, then break the connection (over HTTP/2,
+		// reset the stream) short of the declared Content-Length.
+		_ = http.NewResponseController(w).Flush()
+		panic(http.ErrAbortHandler)
 	}
 }
 
@@ -111,6 +132,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	entry.Status = resp.status
+	entry.Fault = resp.fault
+	if resp.cut >= 0 && resp.cut < len(resp.body) {
+		entry.Fault = FaultExportTruncated
+	}
 	s.log.add(entry)
 	resp.write(w)
 }
@@ -235,6 +260,16 @@ func (s *Server) serveFHIR(r *http.Request) *response {
 		return errResponse(errorf(404, "not-found", "not a FHIR endpoint; the FHIR base is %s", s.cfg.basePath+"/"))
 	}
 	ctx := s.newReqCtx(r)
+	rest := strings.Trim(path[len(base):], "/")
+	var segs []string
+	if rest != "" {
+		segs = strings.Split(rest, "/")
+	}
+	if len(segs) > 0 && segs[0] == exportSeg {
+		// Export status and files answer JSON and NDJSON whatever the
+		// client's Accept says.
+		return s.serveExportJob(r, ctx, segs[1:])
+	}
 	query, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
 		return errResponse(errorf(400, "invalid", "the query string is malformed"))
@@ -246,10 +281,13 @@ func (s *Server) serveFHIR(r *http.Request) *response {
 	} else if !acceptsJSON(r.Header.Get("Accept")) {
 		return errResponse(errorf(406, "not-supported", "only application/fhir+json is supported"))
 	}
-	rest := strings.Trim(path[len(base):], "/")
-	var segs []string
-	if rest != "" {
-		segs = strings.Split(rest, "/")
+	switch {
+	case len(segs) == 1 && segs[0] == "$export":
+		return s.exportKickoff(r, ctx, query, ExportSystem, "")
+	case len(segs) == 2 && segs[0] == "Patient" && segs[1] == "$export":
+		return s.exportKickoff(r, ctx, query, ExportPatient, "")
+	case len(segs) == 3 && segs[0] == "Group" && segs[2] == "$export" && validID(segs[1]):
+		return s.exportKickoff(r, ctx, query, ExportGroup, segs[1])
 	}
 	method := r.Method
 	if method == http.MethodHead {

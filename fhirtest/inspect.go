@@ -200,14 +200,16 @@ func (s *Server) DuplicateIdentifiers() []DuplicateIdentifier {
 	return out
 }
 
-// Reset deletes every resource and its history, clears the request log,
-// sets Connections to 0 and restarts server-assigned ids from 1. Options,
-// faults and open connections are kept.
+// Reset deletes every resource and its history and every export job,
+// clears the request log, sets Connections to 0 and restarts
+// server-assigned ids and export job ids from 1. Options, faults, export
+// settings and open connections are kept.
 func (s *Server) Reset() {
 	s.store.mu.Lock()
 	s.store.types = map[string]*typeStore{}
 	s.store.nextID, s.store.seq = 0, 0
 	s.store.mu.Unlock()
+	s.exports.reset()
 	s.log.reset()
 	s.conns.Store(0)
 }

@@ -27,6 +27,7 @@ type Server struct {
 	cfg       config
 	store     *store
 	faults    *faults
+	exports   *exports
 	validator *validator
 	log       requestLog
 	conns     atomic.Int64 // TCP connections accepted, see Connections
@@ -154,6 +155,7 @@ func NewUnstartedServer(opts ...Option) *Server {
 		cfg:       cfg,
 		store:     newStore(),
 		faults:    newFaults(cfg.seed),
+		exports:   newExports(),
 		validator: newValidator(),
 		log:       requestLog{limit: cfg.logLimit},
 		closing:   make(chan struct{}),

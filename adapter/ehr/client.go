@@ -136,6 +136,9 @@ type Response struct {
 	// LastModified is from Last-Modified or the body's meta.lastUpdated;
 	// zero when absent.
 	LastModified time.Time
+	// Header is the response's header (Content-Location, X-Progress,
+	// Retry-After, Expires of Bulk Data answers).
+	Header http.Header
 }
 
 // Client is a FHIR REST client for one EHR. It is safe for concurrent use.
@@ -150,6 +153,7 @@ type Client struct {
 	maxPages    int
 	userAgent   string
 	pingTimeout time.Duration
+	timeout     time.Duration
 	log         *slog.Logger
 	hooks       Hooks
 	auth        tokenSource
@@ -227,6 +231,7 @@ func New(cfg Config) (*Client, error) {
 		c.log = slog.New(slog.DiscardHandler)
 	}
 	c.pingTimeout = min(5*time.Second, timeout)
+	c.timeout = timeout
 
 	var hc http.Client
 	if cfg.HTTPClient != nil {
@@ -341,6 +346,11 @@ func checkRedirect(req *http.Request, via []*http.Request) error {
 	}
 	if len(via) >= 10 {
 		return errTooManyRedirects
+	}
+	// net/http keeps Authorization on a redirect to a subdomain; the
+	// token goes to the host it was issued for only.
+	if !strings.EqualFold(req.URL.Host, via[0].URL.Host) || req.URL.Scheme != via[0].URL.Scheme {
+		req.Header.Del("Authorization")
 	}
 	return nil
 }
@@ -488,7 +498,7 @@ func (c *Client) outcome(req Request, raw *rawResponse) (*Response, error) {
 			Issues:       parseOutcome(raw.body),
 		}
 	}
-	r := &Response{Status: raw.status, Body: raw.body}
+	r := &Response{Status: raw.status, Body: raw.body, Header: raw.header}
 	if res, ok := parseResource(raw.body); ok && res.ResourceType != "OperationOutcome" && res.ResourceType != "Bundle" &&
 		(req.ResourceType == "" || res.ResourceType == req.ResourceType) {
 		r.ID, r.Version, r.LastModified = res.ID, res.version(), res.lastUpdated()

@@ -13,6 +13,10 @@
 //     ErrorHandler (see "Retries" below).
 //   - fhir.go: Search (follows Bundle "next" links), Transaction (per-entry
 //     results of a transaction-response Bundle) and Ping.
+//   - bulk.go: DoURL (Do for an absolute URL on the EHR's host, such as a
+//     Bulk Data status URL) and Open (one streamed GET of a file, the
+//     token only to the EHR's host, an idle timeout instead of a whole
+//     request one), for adapter/export.
 //   - auth.go and jwt.go: the token sources for AuthConfig.Mode "none",
 //     "bearer", "client-secret" (OAuth2 client_credentials with HTTP Basic
 //     client authentication) and "smart-backend" (SMART Backend Services:

@@ -12,6 +12,9 @@ import (
 // graph:
 //   - mapping (and its subpackages) and fhirtest import only the standard
 //     library, google/fhir/go and protobuf (and, for mapping/..., mapping);
+//     mapping/views alone may also import github.com/gofhir/fhirpath (its
+//     FHIRPath engine) and that library's parser runtime, and the mapping
+//     package itself must not depend on them, even indirectly;
 //   - adapter/store and adapter/ehr never import mapping, even indirectly;
 //   - nothing but cmd imports fhirtest outside tests, and nothing imports
 //     cmd;
@@ -70,14 +73,34 @@ func TestImportPolicy(t *testing.T) {
 		}
 		return false
 	}
+	// FHIRPath for ViewDefinitions: only mapping/views needs it.
+	viewsLib := []string{"github.com/gofhir/fhirpath", "github.com/antlr4-go/antlr/v4"}
+	isViewsLib := func(imp string) bool {
+		for _, p := range viewsLib {
+			if under(imp, p) {
+				return true
+			}
+		}
+		return false
+	}
 	checked := 0
 	for _, p := range listPackages(t) {
 		switch {
 		case under(p.ImportPath, module+"/mapping"):
 			checked++
 			for _, imp := range p.Imports {
+				if under(p.ImportPath, module+"/mapping/views") && isViewsLib(imp) {
+					continue
+				}
 				if !allowedLib(imp) && !under(imp, module+"/mapping") {
-					t.Errorf("%s imports %s: mapping may import only the standard library, google/fhir/go and protobuf", p.ImportPath, imp)
+					t.Errorf("%s imports %s: mapping may import only the standard library, google/fhir/go and protobuf (and mapping/views gofhir/fhirpath)", p.ImportPath, imp)
+				}
+			}
+			if p.ImportPath == module+"/mapping" {
+				for _, dep := range p.Deps {
+					if isViewsLib(dep) || under(dep, module+"/mapping/views") {
+						t.Errorf("mapping depends on %s: the record mapper must not carry the FHIRPath engine", dep)
+					}
 				}
 			}
 		case under(p.ImportPath, module+"/fhirtest"):

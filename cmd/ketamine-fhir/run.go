@@ -32,6 +32,7 @@ var commands = map[string]command{
 	"deadletters": {"list or re-queue records the EHR rejected", runDeadletters},
 	"resync":      {"re-queue synced records; only those whose FHIR output changed are sent again", runResync},
 	"config":      {"check a configuration file: config check --config C", runConfig},
+	"export":      {"copy the EHR's data to NDJSON files with FHIR Bulk Data $export (resumable, incremental)", runExport},
 	"ehr":         {"run the fhirtest FHIR R4 server standalone, with fault injection", runEHRCommand},
 }
 

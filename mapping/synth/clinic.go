@@ -93,8 +93,6 @@ type gen struct {
 	madrsBase    int
 	response     float64 // fraction of the baseline score lost by the end of the series
 	qids         bool    // also completes the QIDS-SR16
-	lastDose     time.Time
-	lastDoseSeen bool
 }
 
 // treatment is what an order gives at each session.
