@@ -212,9 +212,9 @@ type benchRun struct {
 	steadyBundles int
 }
 
-// benchWarm is how long the pacer's slow start takes to reach C requests
-// in flight at 50 ms (from 10 requests/s, doubling per period): the
-// steady-state figures leave it out.
+// benchWarm is the start that the steady-state figures leave out: the
+// pacer's slow start (which took about 2 s to reach C = 16 requests in
+// flight at 50 ms when it started at 10 requests/s) and the first claims.
 const benchWarm = 2 * time.Second
 
 func (r *benchRun) add(o benchRun) {
@@ -637,44 +637,6 @@ func BenchmarkDeliveryRateLimited(b *testing.B) {
 				b.ReportMetric(float64(total.requests)/float64(total.records), "req/record")
 			})
 		}
-	}
-}
-
-// BenchmarkDeliveryTransactionClaimAhead is no bar: it shows what limits
-// transactions in BenchmarkDeliveryLatencyBound. It runs that benchmark's
-// transaction case at C = 16 (6,000 scores, 50 ms latency against the
-// same sync without latency) with the default sync.batch_size of 64 and
-// with 256. The pipeline holds at most C + batch_size claimed rows, and a
-// Bundle carries one patient's scores (about 8.5), so by default at most
-// about 9 Bundles are held, in flight or lingering, whatever C is.
-func BenchmarkDeliveryTransactionClaimAhead(b *testing.B) {
-	const c = 16
-	for _, batch := range []int{64, 256} {
-		b.Run(fmt.Sprintf("batch_size=%d", batch), func(b *testing.B) {
-			b.StopTimer()
-			patients, scores := benchScores(b, 6000)
-			tune := func(cfg *adapter.Config) {
-				strategyConfig("transaction", c)(cfg)
-				cfg.Sync.BatchSize = batch
-			}
-			var slow, fast benchRun
-			for i := 0; i < b.N; i++ {
-				d := newBenchDelivery(b, tune, patients)
-				d.srv.SetLatency(benchLatency, benchLatency)
-				slow.add(d.syncTimed(b, scores, len(scores), true))
-				d.close()
-				d = newBenchDelivery(b, tune, patients)
-				fast.add(d.syncTimed(b, scores, len(scores), false))
-				d.close()
-			}
-			zero := fast.perSecond(fast.resources)
-			b.ReportMetric(slow.perSecond(slow.records), "records/s")
-			b.ReportMetric(slow.perSecond(slow.requests), "req/s")
-			b.ReportMetric(slow.perBundle(), "resources/req")
-			b.ReportMetric(zero, "zero_latency_resources/s")
-			b.ReportMetric(slow.perSecond(slow.resources)/zero, "achieved/zero_latency")
-			b.ReportMetric(slow.steadyPerSecond()/zero, "steady_achieved/zero_latency")
-		})
 	}
 }
 
