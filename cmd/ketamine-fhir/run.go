@@ -33,6 +33,7 @@ var commands = map[string]command{
 	"resync":      {"re-queue synced records; only those whose FHIR output changed are sent again", runResync},
 	"config":      {"check a configuration file: config check --config C", runConfig},
 	"ehr":         {"run the fhirtest FHIR R4 server standalone, with fault injection", runEHRCommand},
+	"views":       {"SQL on FHIR views over FHIR NDJSON to CSV, NDJSON, Parquet or SQLite: views list|show|run", runViews},
 }
 
 // run is the whole program behind main, testable without a subprocess.
