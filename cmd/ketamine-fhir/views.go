@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,7 +12,9 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
+	"sync"
 
 	"github.com/ketamine-fhir/ketamine-fhir/mapping/views"
 	"github.com/ketamine-fhir/ketamine-fhir/mapping/views/builtin"
@@ -253,22 +256,173 @@ func openViewOutputs(ctx context.Context, list []*namedView, format, ext, dir st
 	return closeFiles, nil
 }
 
+// viewBatchSize is the number of input lines a worker evaluates at a
+// time; at most 2 batches per worker are in flight, which bounds memory.
+const viewBatchSize = 128
+
+// viewItem is one input line and, once evaluated, its rows per view.
+type viewItem struct {
+	file string
+	line int
+	data []byte
+	bad  bool          // not a FHIR resource
+	rows [][]views.Row // rows[i]: the rows of the i-th view of its type
+	errs []error       // errs[i]: the evaluation error of that view
+	vs   []*namedView  // the views of its type
+}
+
+// viewBatch is a run of lines, evaluated by one worker; done is closed
+// when it has been. err ends the input (a read error after the lines).
+type viewBatch struct {
+	items []viewItem
+	err   error
+	done  chan struct{}
+}
+
 // runViewInputs streams every input line by line and gives each resource
-// to the views of its type. A line that is not a FHIR resource, or a
-// resource a view cannot be evaluated on, is reported by file and line
-// (never its content) and counted; an output error stops everything.
+// to the views of its type. Workers (one per CPU) evaluate batches of
+// lines; the rows are written in input order. A line that is not a FHIR
+// resource, or a resource a view cannot be evaluated on, is reported by
+// file and line (never its content) and counted; an output or read error
+// stops everything.
 func runViewInputs(ctx context.Context, list []*namedView, inputs []string, stdin io.Reader, stderr io.Writer) (int, error) {
 	byType := map[string][]*namedView{}
 	for _, v := range list {
 		byType[v.view.Resource()] = append(byType[v.view.Resource()], v)
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	workers := max(1, runtime.GOMAXPROCS(0))
+	work := make(chan *viewBatch)
+	ordered := make(chan *viewBatch, 2*workers)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range work {
+				evalViewBatch(b, byType)
+				close(b.done)
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(ordered)
+		defer close(work)
+		readViewInputs(ctx, inputs, stdin, func(b *viewBatch) bool {
+			b.done = make(chan struct{})
+			select {
+			case ordered <- b:
+			case <-ctx.Done():
+				return false
+			}
+			if b.items == nil {
+				close(b.done)
+				return true
+			}
+			select {
+			case work <- b:
+				return true
+			case <-ctx.Done():
+				close(b.done)
+				return false
+			}
+		})
+	}()
+	failed, err := writeViewBatches(ctx, ordered, stderr)
+	cancel()
+	for range ordered { // let the reader finish
+	}
+	wg.Wait()
+	return failed, err
+}
+
+// writeViewBatches writes the rows of each batch, in order, as batches
+// complete.
+func writeViewBatches(ctx context.Context, ordered <-chan *viewBatch, stderr io.Writer) (int, error) {
 	failed := 0
+	for b := range ordered {
+		select {
+		case <-b.done:
+		case <-ctx.Done():
+			return failed, ctx.Err()
+		}
+		for i := range b.items {
+			it := &b.items[i]
+			if it.bad {
+				failed++
+				fmt.Fprintf(stderr, "%s:%d: not a FHIR resource (a JSON object with a resourceType)\n", it.file, it.line)
+				continue
+			}
+			for j, v := range it.vs {
+				if it.errs[j] != nil {
+					failed++
+					fmt.Fprintf(stderr, "%s:%d: view %s: %v\n", it.file, it.line, v.name, it.errs[j])
+					continue
+				}
+				for _, r := range it.rows[j] {
+					if err := v.w.Write(r); err != nil {
+						return failed, fmt.Errorf("view %s: %w", v.name, err)
+					}
+					v.rows++
+				}
+			}
+		}
+		if b.err != nil {
+			return failed, b.err
+		}
+	}
+	return failed, ctx.Err()
+}
+
+// evalViewBatch runs the views of each line's resource type on it.
+func evalViewBatch(b *viewBatch, byType map[string][]*namedView) {
+	for i := range b.items {
+		it := &b.items[i]
+		var head struct {
+			ResourceType string `json:"resourceType"`
+		}
+		if err := json.Unmarshal(it.data, &head); err != nil || head.ResourceType == "" {
+			it.bad = true
+			continue
+		}
+		it.vs = byType[head.ResourceType]
+		it.rows = make([][]views.Row, len(it.vs))
+		it.errs = make([]error, len(it.vs))
+		for j, v := range it.vs {
+			it.rows[j], it.errs[j] = v.view.Rows(it.data)
+		}
+		it.data = nil
+	}
+}
+
+// readViewInputs reads the inputs line by line and hands them on in
+// batches; a read error comes last, as a batch with no items. It stops
+// when send returns false.
+func readViewInputs(ctx context.Context, inputs []string, stdin io.Reader, send func(*viewBatch) bool) {
+	var items []viewItem
+	flush := func() bool {
+		if len(items) == 0 {
+			return true
+		}
+		ok := send(&viewBatch{items: items})
+		items = nil
+		return ok
+	}
+	fail := func(err error) {
+		if flush() {
+			send(&viewBatch{err: err})
+		}
+	}
 	for _, name := range inputs {
 		var r io.Reader = stdin
 		if name != "-" {
 			f, err := os.Open(name)
 			if err != nil {
-				return failed, fmt.Errorf("opening %s: %w", name, errors.Unwrap(err))
+				fail(fmt.Errorf("opening %s: %w", name, errors.Unwrap(err)))
+				return
 			}
 			defer f.Close()
 			r = f
@@ -278,45 +432,26 @@ func runViewInputs(ctx context.Context, list []*namedView, inputs []string, stdi
 		line := 0
 		for sc.Scan() {
 			line++
-			if err := ctx.Err(); err != nil {
-				return failed, err
+			if ctx.Err() != nil {
+				return
 			}
-			data := sc.Bytes()
-			if len(strings.TrimSpace(string(data))) == 0 {
+			if len(bytes.TrimSpace(sc.Bytes())) == 0 {
 				continue
 			}
-			var head struct {
-				ResourceType string `json:"resourceType"`
-			}
-			if err := json.Unmarshal(data, &head); err != nil || head.ResourceType == "" {
-				failed++
-				fmt.Fprintf(stderr, "%s:%d: not a FHIR resource (a JSON object with a resourceType)\n", name, line)
-				continue
-			}
-			for _, v := range byType[head.ResourceType] {
-				var werr error
-				err := v.view.Run(data, func(r views.Row) error {
-					if werr = v.w.Write(r); werr != nil {
-						return werr
-					}
-					v.rows++
-					return nil
-				})
-				if werr != nil {
-					return failed, fmt.Errorf("view %s: %w", v.name, werr)
-				}
-				if err != nil {
-					failed++
-					fmt.Fprintf(stderr, "%s:%d: view %s: %v\n", name, line, v.name, err)
-				}
+			items = append(items, viewItem{file: name, line: line, data: bytes.Clone(sc.Bytes())})
+			if len(items) == viewBatchSize && !flush() {
+				return
 			}
 		}
 		if err := sc.Err(); err != nil {
 			if errors.Is(err, bufio.ErrTooLong) {
-				return failed, fmt.Errorf("%s:%d: line longer than %d MiB", name, line+1, maxResourceLine>>20)
+				err = fmt.Errorf("%s:%d: line longer than %d MiB", name, line+1, maxResourceLine>>20)
+			} else {
+				err = fmt.Errorf("reading %s: %w", name, err)
 			}
-			return failed, fmt.Errorf("reading %s: %w", name, err)
+			fail(err)
+			return
 		}
 	}
-	return failed, nil
+	flush()
 }
