@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"database/sql"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -86,6 +87,24 @@ func TestViewsRunOwnView(t *testing.T) {
 	entries, _ := os.ReadDir(out)
 	if len(entries) != 1 {
 		t.Errorf("output directory holds %d files, want 1", len(entries))
+	}
+
+	// SQLite: one database, the view's table replaced on each run.
+	for range 2 {
+		runCLI(t, "", "views", "run", view, "--in", a, "--format", "sqlite", "--out", out).want(t, exitOK, "views run sqlite")
+	}
+	db, err := sql.Open("sqlite", filepath.Join(out, "views.sqlite"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	var gender string
+	if err := db.QueryRow(`SELECT count(*), max(gender) FROM genders`).Scan(&n, &gender); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 || gender != "female" {
+		t.Errorf("genders table: %d rows, gender %q; want 1 row, female", n, gender)
 	}
 }
 
