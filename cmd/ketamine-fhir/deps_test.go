@@ -15,6 +15,9 @@ import (
 //     mapping/views alone may also import github.com/gofhir/fhirpath (its
 //     FHIRPath engine) and that library's parser runtime, and the mapping
 //     package itself must not depend on them, even indirectly;
+//   - mapping/views/sink (the view writers) may also import
+//     github.com/parquet-go/parquet-go and modernc.org/sqlite, and nothing
+//     else of mapping may depend on them;
 //   - adapter/store and adapter/ehr never import mapping, even indirectly;
 //   - nothing but cmd imports fhirtest outside tests, and nothing imports
 //     cmd;
@@ -83,6 +86,16 @@ func TestImportPolicy(t *testing.T) {
 		}
 		return false
 	}
+	// File formats for view output: only mapping/views/sink writes them.
+	sinkLib := []string{"github.com/parquet-go/parquet-go", "modernc.org/sqlite"}
+	isSinkLib := func(imp string) bool {
+		for _, p := range sinkLib {
+			if under(imp, p) {
+				return true
+			}
+		}
+		return false
+	}
 	checked := 0
 	for _, p := range listPackages(t) {
 		switch {
@@ -92,8 +105,18 @@ func TestImportPolicy(t *testing.T) {
 				if under(p.ImportPath, module+"/mapping/views") && isViewsLib(imp) {
 					continue
 				}
+				if under(p.ImportPath, module+"/mapping/views/sink") && isSinkLib(imp) {
+					continue
+				}
 				if !allowedLib(imp) && !under(imp, module+"/mapping") {
-					t.Errorf("%s imports %s: mapping may import only the standard library, google/fhir/go and protobuf (and mapping/views gofhir/fhirpath)", p.ImportPath, imp)
+					t.Errorf("%s imports %s: mapping may import only the standard library, google/fhir/go and protobuf (and mapping/views gofhir/fhirpath, mapping/views/sink parquet-go and sqlite)", p.ImportPath, imp)
+				}
+			}
+			if !under(p.ImportPath, module+"/mapping/views/sink") {
+				for _, dep := range p.Deps {
+					if isSinkLib(dep) {
+						t.Errorf("%s depends on %s: only mapping/views/sink writes Parquet and SQLite", p.ImportPath, dep)
+					}
 				}
 			}
 			if p.ImportPath == module+"/mapping" {

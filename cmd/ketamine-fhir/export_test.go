@@ -84,7 +84,7 @@ func TestExportCommand(t *testing.T) {
 	srv.SetExportPollInterval(20 * time.Millisecond)
 	srv.SetExportFileLines(4)
 	srv.TruncateExportFiles(true)
-	srv.SetExportLinkExpiry(40 * time.Millisecond)
+	srv.SetExportLinkExpiry(300 * time.Millisecond) // long enough for a loaded machine to fetch a file
 	srv.SetLatency(5*time.Millisecond, 5*time.Millisecond)
 	dir := t.TempDir()
 	cfg := writeConfig(t, dir, srv.URL, "")

@@ -14,8 +14,9 @@
 //
 // Run evaluates one resource per call and keeps nothing between calls, so
 // a caller streaming NDJSON runs in the memory of its largest resource.
-// Writers (CSV, Parquet, SQLite), the command line and the built-in views
-// live elsewhere and only see Columns and Rows.
+// Writers (package sink: CSV, NDJSON, Parquet, SQLite), the built-in
+// views (package builtin) and the command line (ketamine-fhir views) live
+// elsewhere and only see Columns and Rows.
 //
 // # FHIRPath
 //
