@@ -400,6 +400,7 @@ func TestLeaseRenewedWhileDelivering(t *testing.T) {
 		t.Errorf("logs show a lost or rescued lease")
 	}
 }
+
 // flakyClaims is an outbox whose Claim fails a number of times first (a
 // lost database connection).
 type flakyClaims struct {
