@@ -51,8 +51,11 @@ type EHRConfig struct {
 	BaseURL string `yaml:"base_url"`
 	// Timeout bounds one HTTP attempt. Defaults to 30s.
 	Timeout Duration `yaml:"timeout"`
-	// RetryMax is the number of short retries inside one request before the
-	// record goes back to the outbox. Defaults to 3.
+	// RetryMax is how many times a request is tried again in memory (in
+	// the pipeline's delayed set, holding no worker) since the record's
+	// last request that went through, before the record goes back to the
+	// outbox, where a retry starts the record over. 0 means none. Defaults
+	// to 8.
 	RetryMax int `yaml:"retry_max"`
 	// RetryWaitMin is the first wait before a request is tried again in
 	// memory (doubling, with jitter, up to RetryWaitMax; a RetryWaitMin
@@ -223,7 +226,7 @@ func DefaultConfig() *Config {
 		EHR: EHRConfig{
 			BaseURL:      "http://127.0.0.1:8090/fhir/R4",
 			Timeout:      Duration(30 * time.Second),
-			RetryMax:     3,
+			RetryMax:     8,
 			RetryWaitMin: Duration(250 * time.Millisecond),
 			RetryWaitMax: Duration(30 * time.Second),
 			Auth:         AuthConfig{Mode: "none"},
