@@ -144,8 +144,7 @@ type pipeline struct {
 	statsMu sync.Mutex
 	stats   Stats
 
-	inflightCompletions sync.WaitGroup
-	committing          atomic.Int32 // groups taken by the completer and not yet committed
+	committing atomic.Int32 // groups taken by the completer and not yet committed
 }
 
 func (e *Engine) newPipeline(mode runMode, claimCtx, workCtx context.Context) *pipeline {
@@ -233,7 +232,8 @@ func (p *pipeline) run() (Stats, error) {
 	workers.Wait()
 	stopAux()
 	aux.Wait()
-	p.inflightCompletions.Wait()
+	// Every caller of finish (workers, the claimer, the releaser, this
+	// goroutine) has returned: nothing sends on p.compl any more.
 	close(p.compl)
 	<-complDone
 
@@ -595,9 +595,7 @@ func (p *pipeline) finish(it *item, out store.Outcome, unchanged bool) {
 	delete(p.parked, k)
 	p.mu.Unlock()
 
-	p.inflightCompletions.Add(1)
 	p.compl <- completion{it: it, out: out, unchanged: unchanged}
-	p.inflightCompletions.Done()
 
 	for _, w := range waiters {
 		w.deps[k] = row
