@@ -141,14 +141,34 @@ func (e *Engine) deliverItem(ctx context.Context, p *pipeline, it *item) result 
 			e.patientIDs.Store(rec.Patient.MRN, id)
 		}
 	}
+	// The derived resources: a transient failure of one does not hold up
+	// the others (each 429/503 costs its Retry-After, and an
+	// administration has a dozen), so a retry sends only those that
+	// failed, after one wait.
 	typ := primaryType(rec.Kind)
-	for it.derived < len(it.mapped)-1 {
-		d := it.mapped[1+it.derived]
+	if it.derivedDone == nil {
+		it.derivedDone = make([]bool, len(it.mapped)-1)
+	}
+	var transient error
+	for i, done := range it.derivedDone {
+		if done {
+			continue
+		}
+		d := it.mapped[1+i]
 		d.JSON = withSelf(d.JSON, typ, typ+"/"+it.id)
 		if _, _, err := e.write(ctx, d, "", ""); err != nil {
-			return e.failed(it, err)
+			if ehr.Classify(err) != ehr.ClassTransient {
+				return e.failed(it, err)
+			}
+			if transient == nil {
+				transient = err
+			}
+			continue
 		}
-		it.derived, it.tries = it.derived+1, 0 // progress renews the budget of in-memory tries
+		it.derivedDone[i], it.tries = true, 0 // progress renews the budget of in-memory tries
+	}
+	if transient != nil {
+		return e.failed(it, transient)
 	}
 	stale := staleDerived(r.Derived, it.mapped)
 	for it.retired < len(stale) {
@@ -222,7 +242,15 @@ func (e *Engine) failed(it *item, err error) result {
 		retryAfter = te.RetryAfter
 	}
 	out.State, out.ErrorDetail = store.StateRetrying, err.Error()
-	return result{out: out, retry: true, delay: e.shortRetry.Delay(it.tries+1, retryAfter)}
+	delay := e.shortRetry.Delay(it.tries+1, 0)
+	if retryAfter > 0 {
+		// The EHR said when to come back: then, not later. Backing off
+		// beyond it would only stretch the tail of a sync under random
+		// faults; a real rate limit is the pacer's to follow, for every
+		// request at once.
+		delay = retryAfter
+	}
+	return result{out: out, retry: true, delay: delay}
 }
 
 // holdPatient resolves a patient by MRN when patients.create is false:
