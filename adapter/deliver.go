@@ -156,7 +156,7 @@ func (e *Engine) deliverItem(ctx context.Context, p *pipeline, it *item) result 
 		}
 		d := it.mapped[1+i]
 		d.JSON = withSelf(d.JSON, typ, typ+"/"+it.id)
-		if _, _, err := e.write(ctx, d, "", ""); err != nil {
+		if _, _, err := e.writeConditional(ctx, d, true); err != nil {
 			if ehr.Classify(err) != ehr.ClassTransient {
 				return e.failed(it, err)
 			}
@@ -414,11 +414,11 @@ func (e *Engine) write(ctx context.Context, res mapping.Resource, knownID, known
 		var rej *ehr.RejectedError
 		if errors.As(err, &rej) && (rej.Status == http.StatusNotFound || rej.Status == http.StatusGone) {
 			// Deleted in the EHR since: write it again conditionally.
-			return e.writeConditional(ctx, res)
+			return e.writeConditional(ctx, res, false)
 		}
 		return id, v, err
 	}
-	return e.writeConditional(ctx, res)
+	return e.writeConditional(ctx, res, false)
 }
 
 func (e *Engine) updateByID(ctx context.Context, res mapping.Resource, id, version string) (string, string, error) {
@@ -444,7 +444,12 @@ func (e *Engine) updateByID(ctx context.Context, res mapping.Resource, id, versi
 	return orDefault(resp.ID, id), resp.Version, nil
 }
 
-func (e *Engine) writeConditional(ctx context.Context, res mapping.Resource) (string, string, error) {
+// writeConditional writes res on its business identifier. minimal asks a
+// conditional update for no body back (Prefer: return=minimal), which
+// saves both sides the resource's JSON: for a derived resource, whose id
+// nothing needs (the id and version it returns are then those the EHR's
+// headers give, if any).
+func (e *Engine) writeConditional(ctx context.Context, res mapping.Resource, minimal bool) (string, string, error) {
 	query := res.Identifier.Query()
 	strategy := e.cfg.EHR.Strategy(res.Type)
 	if res.Type == "Patient" && e.cfg.EHR.WriteStrategy["Patient"] == "" {
@@ -463,8 +468,11 @@ func (e *Engine) writeConditional(ctx context.Context, res mapping.Resource) (st
 		}
 		return resp.ID, resp.Version, nil
 	}
-	resp, err := e.client.Do(ctx, ehr.Request{Method: http.MethodPut, Path: res.Type + "?" + query,
-		ResourceType: res.Type, Body: res.JSON})
+	req := ehr.Request{Method: http.MethodPut, Path: res.Type + "?" + query, ResourceType: res.Type, Body: res.JSON}
+	if minimal {
+		req.Prefer = "return=minimal"
+	}
+	resp, err := e.client.Do(ctx, req)
 	if err != nil {
 		return "", "", err
 	}
