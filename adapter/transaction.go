@@ -185,7 +185,7 @@ func (e *Engine) bundleEntries(it *item) []mapping.BundleEntry {
 				entry.Resource.JSON = body
 				entry.URL = res.Type + "/" + r.EHRID
 				entry.FullURL = ""
-				entry.IfMatch = r.EHRVersion
+				entry.IfMatch = `W/"` + r.EHRVersion + `"` // an ETag, as the If-Match header carries
 			}
 		}
 		entries = append(entries, entry)
