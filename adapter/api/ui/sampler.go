@@ -126,9 +126,10 @@ func (s *Sampler) Start(ctx context.Context) {
 		return
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	s.cancel, s.done = cancel, make(chan struct{})
+	done := make(chan struct{})
+	s.cancel, s.done = cancel, done
 	go func() {
-		defer close(s.done)
+		defer close(done)
 		s.Sample()
 		t := time.NewTicker(s.interval)
 		defer t.Stop()
