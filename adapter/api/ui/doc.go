@@ -8,7 +8,7 @@
 //	                          minute over the last hour (an inline SVG drawn on the
 //	                          server), EHR reachability, pacer and queue, the oldest
 //	                          waiting record, version and a secret-free config summary;
-//	                          it refreshes itself with <meta http-equiv="refresh">
+//	                          it updates itself (static/refresh.js) until paused
 //	GET  /ui/deadletters      dead letters, filtered by kind, error class and date, paged
 //	GET  /ui/waiting          waiting records grouped by reason, with what releases them
 //	GET  /ui/records/{id}     one outbox row: state, EHR id and version, the EHR's
@@ -16,12 +16,16 @@
 //	POST /ui/retry            re-queue one dead letter or a filtered set: the first
 //	                          POST shows a confirmation, the second (confirm=yes) acts
 //	GET  /ui/signin, POST /ui/signin, POST /ui/signout
-//	GET  /ui/static/...       the style sheet
+//	GET  /ui/static/...       the style sheet and the refresh script
 //
-// Templates and the style sheet are embedded (embed.FS): no build step, no
-// CDN, and no JavaScript at all, so the Content-Security-Policy allows no
-// script. A page refreshes itself with a meta refresh; confirmations are
-// server-rendered pages.
+// Templates, the style sheet and one small script are embedded (embed.FS):
+// no build step, no CDN. The script (static/refresh.js, the only
+// JavaScript) updates the overview's sections every OverviewRefresh
+// seconds by fetching the page again, with a button to pause it (a meta
+// refresh would reload the page under the operator's keyboard focus and
+// cannot be paused: WCAG 2.2.1). The Content-Security-Policy allows only
+// the console's own script file, no inline script. Everything works
+// without JavaScript; confirmations are server-rendered pages.
 //
 // Access: an operator signs in with the API token (api.token) or the
 // console's own token (api.ui_token), compared in constant time. A

@@ -10,7 +10,8 @@ import (
 	"github.com/ketamine-fhir/ketamine-fhir/adapter/store"
 )
 
-// OverviewRefresh is how often the overview reloads itself, in seconds.
+// OverviewRefresh is how often the overview updates itself, in seconds
+// (static/refresh.js, until the operator pauses it).
 const OverviewRefresh = 15
 
 // kindCounts is one row of the overview's count table.

@@ -99,10 +99,11 @@ const maxFormBytes = 64 << 10
 const Prefix = "/ui"
 
 // ContentSecurityPolicy is sent with every console answer: nothing but the
-// console's own style sheet and images, no script at all, forms only to
-// the console, never framed.
-const ContentSecurityPolicy = "default-src 'none'; style-src 'self'; img-src 'self'; " +
-	"form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+// console's own style sheet, images and one script file (the overview's
+// refresh; no inline script, no eval), fetches only to the console, forms
+// only to the console, never framed.
+const ContentSecurityPolicy = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; " +
+	"img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
 // New returns the console over b.
 func New(b Backend, opts Options) *Console {
@@ -199,7 +200,7 @@ type page struct {
 	Title   string
 	Nav     string // which nav entry is current
 	CSRF    string // empty when signed out
-	Refresh int    // seconds; 0 for none
+	Refresh int    // seconds between updates by static/refresh.js; 0 for none
 	Flash   string
 	Data    any
 }
