@@ -102,7 +102,7 @@ func run1[T any](b *browserRun, what string, a chromedp.Action[T]) T {
 // snap saves a full-page screenshot and keeps the page's HTML.
 func (b *browserRun) snap(name string) string {
 	b.t.Helper()
-	png := run1(b, "screenshot of "+name, chromedp.FullScreenshot(90))
+	png := run1(b, "screenshot of "+name, chromedp.FullScreenshot(100))
 	b.shots++
 	path := filepath.Join(b.dir, fmt.Sprintf("%02d-%s.png", b.shots, name))
 	if err := os.WriteFile(path, png, 0o644); err != nil {
