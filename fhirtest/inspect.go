@@ -31,6 +31,8 @@ type RequestLog struct {
 	HandlerStatus int
 	// Fault is the fault injected, FaultNone if none.
 	Fault Fault
+	// RequestID is the request's X-Request-Id header, "" if none.
+	RequestID string
 }
 
 // requestLog keeps the most recent requests.
