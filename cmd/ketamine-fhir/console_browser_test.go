@@ -333,6 +333,19 @@ func TestConsoleInBrowser(t *testing.T) {
 		b.do("reload", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("#record-state")))
 		return b.text("#record-state") == "synced"
 	})
+	// Its history: the rejection, then the delivery, whose request id the
+	// EHR saw.
+	if h := b.text("table.history tbody"); !strings.Contains(h, "http_422") || !strings.Contains(h, "synced") || !strings.Contains(h, "dead") {
+		t.Errorf("the record's history lacks the rejection or the delivery:\n%s", h)
+	}
+	newest := run1(b, "newest request id", chromedp.Text(chromedp.CSS("table.history tbody tr:first-child td:nth-child(8)")))
+	seen := false
+	for _, req := range fs.Requests() {
+		seen = seen || (newest != "" && req.RequestID == newest)
+	}
+	if !seen {
+		t.Errorf("the history's newest request id %q is not one the EHR received", newest)
+	}
 	b.snap("synced")
 	testutil.WaitFor(t, 30*time.Second, "every record synced", func() bool {
 		return serveStatus(t, c, s.base).Totals["synced"] == len(recs)

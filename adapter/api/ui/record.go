@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ketamine-fhir/ketamine-fhir/adapter/store"
+	"github.com/ketamine-fhir/ketamine-fhir/mapping"
 )
 
 // recordData is what a record's page shows.
@@ -19,9 +20,41 @@ type recordData struct {
 	NextAt     time.Time
 	Dead       bool
 	Waiting    bool
+	History    []attemptView
 }
 
-// record is GET /ui/records/{id}: one outbox row without its payload.
+// attemptView is one recorded delivery attempt as the record page shows
+// it: no payload, and no wait-for local id when it is a patient's (MRN).
+type attemptView struct {
+	At                time.Time
+	Attempt           int
+	State             string
+	ErrorClass        string
+	Outcome           outcome
+	WaitKind          string
+	WaitLocal         string
+	EHRID, EHRVersion string
+	RequestID         string
+}
+
+// maxDetailText bounds a text error detail in the history table.
+const maxDetailText = 300
+
+func viewAttempt(a store.Attempt) attemptView {
+	v := attemptView{At: a.At, Attempt: a.Attempt, State: string(a.State), ErrorClass: a.ErrorClass,
+		Outcome: parseDetail(a.ErrorDetail), WaitKind: a.WaitKind,
+		EHRID: a.EHRID, EHRVersion: a.EHRVersion, RequestID: a.RequestID}
+	if a.WaitKind != string(mapping.KindPatient) {
+		v.WaitLocal = a.WaitID
+	}
+	if r := []rune(v.Outcome.Text); len(r) > maxDetailText {
+		v.Outcome.Text = string(r[:maxDetailText]) + "…"
+	}
+	return v
+}
+
+// record is GET /ui/records/{id}: one outbox row without its payload, and
+// its delivery history (store.History), newest attempt first.
 func (c *Console) record(w http.ResponseWriter, r *http.Request, se *session) {
 	ctx := r.Context()
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
@@ -45,6 +78,14 @@ func (c *Console) record(w http.ResponseWriter, r *http.Request, se *session) {
 	}
 	d := recordData{Row: wr[0], EHRID: row.EHRID, EHRVersion: row.EHRVersion, Created: row.CreatedAt,
 		Synced: row.SyncedAt, Dead: row.State == store.StateDead, Waiting: row.State == store.StateWaiting}
+	hist, err := c.b.Store().History(ctx, id)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		c.internalError(w, r, se, "reading the record's history", err)
+		return
+	}
+	for i := len(hist) - 1; i >= 0; i-- { // newest first
+		d.History = append(d.History, viewAttempt(hist[i]))
+	}
 	if row.State == store.StateRetrying {
 		d.NextAt = row.NextAttemptAt
 	}

@@ -112,7 +112,7 @@ func (e *env) seed(t *testing.T) {
 	detail := `{"status":422,"issues":[{"severity":"error","code":"business-rule","diagnostics":"dose above the protocol maximum","expression":["MedicationAdministration.dosage.dose"]}]}`
 	for _, r := range claimed {
 		e.ids[r.Kind+"/"+r.LocalID] = r.ID
-		out := store.Outcome{Hash: r.Hash}
+		out := store.Outcome{Hash: r.Hash, RequestID: fmt.Sprintf("req-%d", r.ID)}
 		switch r.LocalID {
 		case patientMRN:
 			out.State, out.ErrorClass, out.ErrorDetail = store.StateDead, "http_409", `{"status":409,"issues":[{"severity":"error","code":"multiple-matches","diagnostics":"2 patients in the EHR hold this MRN"}]}`
@@ -412,7 +412,8 @@ func TestDeadLettersAndRetryOne(t *testing.T) {
 	id := e.ids["administration/ADM-1"]
 	rec := e.get(t, c, fmt.Sprintf("/ui/records/%d", id))
 	for _, want := range []string{"What the EHR answered (HTTP 422)", "<td>error</td>", "<code>business-rule</code>",
-		"dose above the protocol maximum", "<code>MedicationAdministration.dosage.dose</code>", `name="id" value="` + fmt.Sprint(id) + `"`} {
+		"dose above the protocol maximum", "<code>MedicationAdministration.dosage.dose</code>", `name="id" value="` + fmt.Sprint(id) + `"`,
+		"Delivery history", "<td>dead</td>", fmt.Sprintf("<code>req-%d</code>", id)} {
 		if !strings.Contains(rec.body, want) {
 			t.Errorf("record page lacks %q", want)
 		}
