@@ -3,6 +3,7 @@ package ui
 import (
 	"fmt"
 	"math"
+	"time"
 )
 
 // chart geometry, in SVG user units.
@@ -32,18 +33,22 @@ type chartData struct {
 	Peak                   string
 	Samples                int
 	IntervalText           string
+	Per                    string // "minute" for the default interval
 	Summary                string
 	XLabelLeft, XLabelRght string
 }
 
 // buildChart lays out points (oldest first) as bars, the newest at the
 // right edge, scaled to the largest value.
-func buildChart(points []Point, interval string) chartData {
+func buildChart(points []Point, interval time.Duration) chartData {
 	c := chartData{
 		W: chartW, H: chartH, PlotLeft: plotLeft, PlotRight: plotRight,
 		PlotTop: plotTop, PlotBottom: plotBottom, LabelY: plotBottom + 18, MaxLabelY: plotTop + 4,
-		Samples: len(points), IntervalText: interval,
+		Samples: len(points), IntervalText: interval.String(), Per: "sample of " + interval.String(),
 		XLabelLeft: fmt.Sprintf("%d samples ago", chartSlots), XLabelRght: "now",
+	}
+	if interval == time.Minute {
+		c.Per = "minute"
 	}
 	var peak, total float64
 	for _, p := range points {
@@ -73,7 +78,7 @@ func buildChart(points []Point, interval string) chartData {
 		c.Summary = "No samples yet: the first point appears one interval after start."
 	default:
 		c.Summary = fmt.Sprintf("%s records delivered in the last %d samples (one every %s); peak %s in one sample.",
-			c.Total, len(points), interval, c.Peak)
+			c.Total, len(points), c.IntervalText, c.Peak)
 	}
 	return c
 }

@@ -10,7 +10,7 @@ import (
 func TestBuildChart(t *testing.T) {
 	at := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
 	pts := []Point{{at, 2}, {at.Add(time.Minute), 0}, {at.Add(2 * time.Minute), 5}}
-	c := buildChart(pts, "1m0s")
+	c := buildChart(pts, time.Minute)
 	if len(c.Bars) != 3 {
 		t.Fatalf("%d bars, want 3", len(c.Bars))
 	}
@@ -42,7 +42,7 @@ func TestBuildChart(t *testing.T) {
 		t.Error("the SVG lacks its accessible name and description")
 	}
 
-	if empty := buildChart(nil, "1m0s"); len(empty.Bars) != 0 || !strings.HasPrefix(empty.Summary, "No samples yet") {
+	if empty := buildChart(nil, time.Minute); len(empty.Bars) != 0 || !strings.HasPrefix(empty.Summary, "No samples yet") {
 		t.Errorf("no points: %+v", empty)
 	}
 }

@@ -75,7 +75,7 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, se *session) 
 	}
 	if c.opts.Sampler != nil {
 		d.HaveChart = true
-		d.Chart = buildChart(c.opts.Sampler.Points(), c.opts.Sampler.Interval().String())
+		d.Chart = buildChart(c.opts.Sampler.Points(), c.opts.Sampler.Interval())
 	}
 	if c.opts.EHR != nil {
 		d.EHR = c.opts.EHR()
