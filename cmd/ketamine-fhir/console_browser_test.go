@@ -255,6 +255,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	if h := b.h1(); h != "Overview" {
 		t.Fatalf("after sign-in the page is %q, want Overview", h)
 	}
+	if ck := run1(b, "document.cookie", chromedp.Evaluate[string](`document.cookie`)); ck != "" {
+		t.Errorf("the page's script can read cookies (%d bytes): the session cookie must be HttpOnly", len(ck))
+	}
 	if got, want := b.text("#dead-count"), fmt.Sprint(st.Totals["dead"]); got != want {
 		t.Errorf("overview: %s dead letters, want %s", got, want)
 	}
