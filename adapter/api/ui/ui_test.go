@@ -24,8 +24,9 @@ import (
 const (
 	apiToken = "api-token-for-console-tests-0001"
 	uiToken  = "ui-token-for-console-tests-0002"
-	// The patient's local id is the MRN: the console must never show it.
+	// The patients' local ids are MRNs: the console must never show them.
 	patientMRN = "MRN-CONSOLE-7781"
+	heldMRN    = "MRN-CONSOLE-7782"
 )
 
 var t0 = time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
@@ -69,7 +70,7 @@ func setup(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	e := &env{b: &backend{st: st}, clock: testutil.NewClock(t0), log: &testutil.Buffer{}, ids: map[string]int64{}}
+	e := &env{b: &backend{st: st, delivery: adapter.DeliveryStatus{Paused: adapter.ClassAuth, PausedError: "the EHR refuses the adapter's credentials: check ehr.auth"}}, clock: testutil.NewClock(t0), log: &testutil.Buffer{}, ids: map[string]int64{}}
 	e.seed(t)
 	e.console = ui.New(e.b, ui.Options{
 		APIToken: apiToken, UIToken: uiToken, Logger: testutil.JSONLogger(e.log), Now: e.clock.Now,
@@ -97,6 +98,8 @@ func (e *env) seed(t *testing.T) {
 		{Kind: "administration", LocalID: "ADM-1"},
 		{Kind: "administration", LocalID: "ADM-2"},
 		{Kind: "score", LocalID: "SC-1"},
+		{Kind: "score", LocalID: "SC-2"},
+		{Kind: "patient", LocalID: heldMRN},
 	}
 	for i := range recs {
 		recs[i].Hash = "h-" + recs[i].LocalID
@@ -124,6 +127,10 @@ func (e *env) seed(t *testing.T) {
 			out.State, out.WaitKind, out.WaitID, out.ErrorClass = store.StateWaiting, "patient", patientMRN, adapter.ClassDependencyDead
 		case "SC-1":
 			out.State, out.WaitKind, out.WaitID, out.ErrorClass = store.StateWaiting, "administration", "ADM-9", adapter.ClassDependencyMissing
+		case "SC-2":
+			out.State, out.NextAttemptAt, out.ErrorClass, out.ErrorDetail = store.StateRetrying, t0, adapter.ClassAuth, "ehr: token endpoint refused the client: invalid_client"
+		case heldMRN:
+			out.State, out.ErrorClass, out.ErrorDetail = store.StateWaiting, adapter.ClassPatientUnknown, "the EHR has no patient with this MRN and patients.create is false"
 		}
 		if err := st.Finish(ctx, r.ID, "w", out, t0); err != nil {
 			t.Fatal(err)
@@ -374,7 +381,7 @@ func TestOverview(t *testing.T) {
 		`<section id="s-records" data-refresh`,
 		`<th scope="row">administration</th><td>0</td><td>0</td><td>0</td><td>0</td><td>0</td><td>2</td><td>2</td>`,
 		`<th scope="row">order</th><td>0</td><td>1</td><td>0</td><td>0</td><td>1</td><td>0</td><td>2</td>`,
-		`<span id="dead-count">3</span>`, `<span id="waiting-count">2</span>`,
+		`<span id="dead-count">3</span>`, `<span id="waiting-count">3</span>`, `<strong>paused (auth)</strong>`,
 		`<dd id="ehr-reachable">no</dd>`, `<code>http_503</code>`,
 		`<svg class="chart"`, `<dt>store</dt><dd>sqlite</dd>`,
 		fmt.Sprintf(`<a href="/ui/records/%d">record %d</a> (order), reason <code>dependency_dead</code>`, e.ids["order/ORD-2"], e.ids["order/ORD-2"]),
@@ -484,6 +491,8 @@ func TestWaiting(t *testing.T) {
 		"Dependency in the dead letters", "Dependency missing", "retry it from the dead letters",
 		fmt.Sprintf(`patient (<a href="/ui/records/%d">record %d</a>, dead)`, e.ids["patient/"+patientMRN], e.ids["patient/"+patientMRN]),
 		"administration ADM-9 (not received)",
+		"Patient unknown to the EHR", "held by policy", "EHR authorization",
+		"the EHR refuses the adapter&#39;s credentials: check ehr.auth",
 	} {
 		if !strings.Contains(a.body, want) {
 			t.Errorf("waiting page lacks %q", want)
@@ -498,7 +507,7 @@ func TestNoPatientData(t *testing.T) {
 	c := e.client(t)
 	csrf := e.signIn(t, c, apiToken)
 	var phi testutil.PHI
-	phi.Values(patientMRN)
+	phi.Values(patientMRN, heldMRN)
 	phi.Words("Quixote")
 	pages := []string{"/ui/", "/ui/deadletters", "/ui/waiting", "/ui/signin"}
 	for _, id := range e.ids {
