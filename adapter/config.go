@@ -171,6 +171,11 @@ type APIConfig struct {
 	// Token is the bearer token every /v1 call must carry. Secret; required
 	// by serve.
 	Token string `yaml:"token" secret:"true"`
+	// UIToken is a second secret that signs in to the operator console at
+	// /ui only (the API token signs in too), so that console users need
+	// not hold the API token. Secret; optional. Defaults to "" (only
+	// api.token signs in).
+	UIToken string `yaml:"ui_token" secret:"true"`
 	// MaxBodyBytes caps a request body. Defaults to 10 MiB.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// TLSCert and TLSKey are PEM files; both set turns TLS on.
@@ -573,6 +578,12 @@ func (c *Config) Validate() error {
 	}
 	if c.API.EHRProbeInterval <= 0 {
 		add("api.ehr_probe_interval: must be positive")
+	}
+	if c.API.UIToken != "" && len(c.API.UIToken) < 16 {
+		add("api.ui_token: at least 16 characters when set (it signs in to the console)")
+	}
+	if c.API.UIToken != "" && c.API.UIToken == c.API.Token {
+		add("api.ui_token: must differ from api.token (leave it empty to sign in with api.token)")
 	}
 	if (c.API.TLSCert == "") != (c.API.TLSKey == "") {
 		add("api.tls_cert, api.tls_key: set both or neither")

@@ -62,6 +62,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock. Defaults to time.Now.
 	Now func() time.Time
+	// Console is the operator console (adapter/api/ui), served at /ui and
+	// under /ui/ with its own sign-in. Nil serves no console.
+	Console http.Handler
 }
 
 // Defaults of Options.
@@ -81,6 +84,7 @@ const (
 	RouteHealthz     = "/healthz"
 	RouteReadyz      = "/readyz"
 	RouteUnmatched   = "unmatched"
+	RouteConsole     = "/ui"
 )
 
 const (
@@ -144,6 +148,10 @@ func NewRouter(b Backend, opts Options) http.Handler {
 	}
 	r.HandleFunc(RouteHealthz, s.healthz).Methods(http.MethodGet, http.MethodHead).Name(RouteHealthz)
 	r.HandleFunc(RouteReadyz, s.readyz).Methods(http.MethodGet, http.MethodHead).Name(RouteReadyz)
+	if opts.Console != nil {
+		r.Handle(RouteConsole, opts.Console).Name(RouteConsole)
+		r.PathPrefix(RouteConsole + "/").Handler(opts.Console).Name(RouteConsole)
+	}
 
 	return s.observe(s.recoverPanics(r))
 }
