@@ -87,6 +87,14 @@ func isWrite(r *http.Request) bool {
 // serveHTTP applies faults around the FHIR handler and logs the request.
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	entry := RequestLog{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Proto: r.Proto, Time: s.now()}
+	if s.auth != nil {
+		if resp := s.auth.serve(r); resp != nil {
+			entry.Status = resp.status
+			s.log.add(entry)
+			resp.write(w)
+			return
+		}
+	}
 	write := isWrite(r)
 	plan := s.faults.plan(entry.Time, write)
 	if plan.rateLimited {

@@ -63,6 +63,9 @@ type Config struct {
 	// Pacer, when set, paces every HTTP attempt of the client, token and
 	// discovery requests included: Wait before it is sent, Done after.
 	Pacer Pacer
+	// TLS adds mutual TLS and a CA bundle to the transport (the default
+	// one, or HTTPClient's when it is an *http.Transport).
+	TLS TLSConfig
 	// MaxIdleConnsPerHost sizes the default transport's keep-alive pool
 	// for the EHR host; set it to at least the requests in flight so
 	// steady state opens no new connections. Defaults to 64. Ignored
@@ -240,6 +243,9 @@ func New(cfg Config) (*Client, error) {
 	c.transport = hc.Transport
 	if c.transport == nil {
 		c.transport = defaultTransport(cfg.MaxIdleConnsPerHost)
+	}
+	if c.transport, err = applyTLS(c.transport, cfg.TLS, c.now); err != nil {
+		return nil, err
 	}
 	// retryablehttp closes the client's idle connections after every
 	// failed request; with one client shared by concurrent requests that
