@@ -575,4 +575,3 @@ func (a *AuthServer) Tokens() []string {
 	sort.Strings(out)
 	return out
 }
-
