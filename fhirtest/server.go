@@ -2,6 +2,8 @@ package fhirtest
 
 import (
 	"crypto/tls"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -203,6 +205,9 @@ func (s *Server) start(useTLS bool) {
 		ts.EnableHTTP2 = true
 		ts.TLS = &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
 		s.cfg.tls.apply(ts.TLS)
+		if s.cfg.tls.clientCAs != nil {
+			ts.Config.ErrorLog = log.New(io.Discard, "", 0) // refused client certificates are expected
+		}
 		ts.StartTLS()
 	} else {
 		ts.Start()

@@ -651,6 +651,9 @@ func (c *Client) send(ctx context.Context, s sendSpec) (*rawResponse, error) {
 			return nil, fmt.Errorf("ehr: %s %s: %w", s.method, s.logPath, cerr)
 		}
 		if te := (*TransientError)(nil); errors.As(err, &te) {
+			if te.Reason == "tls_client_certificate" {
+				return nil, clientCertError(err)
+			}
 			return nil, te
 		}
 		// Not expected (giveUp makes every failure a TransientError),
@@ -762,8 +765,12 @@ func transportReason(err error) (reason string, retry bool) {
 		rerr tls.RecordHeaderError
 		nerr net.Error
 		derr *net.DNSError
+		oerr *net.OpError
 	)
 	switch {
+	case errors.As(err, &oerr) && oerr.Op == "remote error" && oerr.Err != nil && strings.Contains(oerr.Err.Error(), "certificate"):
+		// The EHR sent a TLS alert about our client certificate.
+		return "tls_client_certificate", false
 	case errors.As(err, &verr), errors.As(err, &uerr), errors.As(err, &herr), errors.As(err, &cerr):
 		return "tls_certificate", false
 	case errors.As(err, &rerr):

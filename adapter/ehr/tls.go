@@ -5,8 +5,10 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 )
@@ -180,4 +182,16 @@ func (f *tlsFiles) verify(cs tls.ConnectionState) error {
 		return &tls.CertificateVerificationError{UnverifiedCertificates: cs.PeerCertificates, Err: err}
 	}
 	return nil
+}
+
+// clientCertError is the AuthError of a TLS alert by which the EHR
+// refused the client certificate (or its absence). The alert text, from
+// a fixed list ("tls: unknown certificate authority"), is kept.
+func clientCertError(err error) error {
+	ae := &AuthError{Reason: "client_certificate"}
+	var oerr *net.OpError
+	if errors.As(err, &oerr) && oerr.Err != nil {
+		ae.Detail = strings.TrimPrefix(oerr.Err.Error(), "tls: ")
+	}
+	return ae
 }
