@@ -163,7 +163,7 @@ func TestAuthModes(t *testing.T) {
 		name   string
 		client fhirtest.SMARTClient
 		auth   func(srv *fhirtest.Server, a *adapter.AuthConfig) string // returns a secret to scan for
-		tokens int                                                   // token requests expected (bearer: its one token is issued directly)
+		tokens int                                                      // token requests expected (bearer: its one token is issued directly)
 	}{
 		{"bearer", fhirtest.SMARTClient{ID: "static", Scopes: []string{"system/*.cruds"}},
 			func(srv *fhirtest.Server, a *adapter.AuthConfig) string {
