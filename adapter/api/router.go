@@ -62,6 +62,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock. Defaults to time.Now.
 	Now func() time.Time
+	// JWKSPath, when set with JWKS, serves the public JWK Set JWKS there,
+	// unauthenticated (config api.jwks_path).
+	JWKSPath string
+	JWKS     []byte
 }
 
 // Defaults of Options.
@@ -141,6 +145,9 @@ func NewRouter(b Backend, opts Options) http.Handler {
 		r.Handle(RouteMetrics, promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{
 			ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		})).Methods(http.MethodGet, http.MethodHead).Name(RouteMetrics)
+	}
+	if opts.JWKSPath != "" && len(opts.JWKS) > 0 {
+		r.Handle(opts.JWKSPath, jwksHandler(opts.JWKS)).Methods(http.MethodGet, http.MethodHead).Name(RouteJWKS)
 	}
 	r.HandleFunc(RouteHealthz, s.healthz).Methods(http.MethodGet, http.MethodHead).Name(RouteHealthz)
 	r.HandleFunc(RouteReadyz, s.readyz).Methods(http.MethodGet, http.MethodHead).Name(RouteReadyz)
