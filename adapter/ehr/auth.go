@@ -298,6 +298,11 @@ func (s *oauthSource) tokenError(ctx context.Context, err error, status int) err
 		if code != "" {
 			ae.OAuthError = safeCode(code)
 		}
+		if s.mode == AuthSMARTBackend && ae.OAuthError == "invalid_client" {
+			// The kid is public (a thumbprint); it is what to look for in
+			// the EHR's registration.
+			ae.Detail = "kid " + s.key.kid
+		}
 		return ae
 	}
 	return &AuthError{Status: status, Reason: "bad_token_response"}

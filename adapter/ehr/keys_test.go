@@ -3,6 +3,8 @@ package ehr
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http/httptest"
 	"net/http"
 	"net/url"
 	"strings"
@@ -86,5 +88,27 @@ func TestRotationSignsWithFirstKey(t *testing.T) {
 	}
 	if gotKid != ecKid {
 		t.Errorf("signed with kid %s, want the first key's %s", gotKid, ecKid)
+	}
+}
+
+// TestInvalidClientNamesKid: a SMART client refused with invalid_client
+// is told which key to look for in the EHR's registration.
+func TestInvalidClientNamesKid(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(401)
+		io.WriteString(w, `{"error":"invalid_client","error_description":"kid not registered"}`)
+	}))
+	defer srv.Close()
+	c, err := New(Config{BaseURL: srv.URL + basePath, Auth: AuthConfig{Mode: AuthSMARTBackend, ClientID: "c",
+		PrivateKeyPEM: pkcs8(t, ecKey()), TokenURL: srv.URL + "/token"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kid, _ := thumbprint(&ecKey().PublicKey)
+	err = get(t, c)
+	if Classify(err) != ClassAuth || !strings.Contains(err.Error(), "signing key (kid "+kid+") is in the JWKS the EHR registered") {
+		t.Errorf("err = %v", err)
 	}
 }
