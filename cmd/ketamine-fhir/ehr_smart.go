@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"flag"
 	"fmt"
 	"os"
@@ -56,4 +58,45 @@ func (o *smartOptions) option() (fhirtest.Option, error) {
 		c.JWKS = b
 	}
 	return fhirtest.WithSMART(fhirtest.SMARTConfig{Clients: []fhirtest.SMARTClient{c}, TokenLifetime: o.lifetime}), nil
+}
+
+// tlsOptions are the flags of `ketamine-fhir ehr` that serve HTTPS, with
+// mutual TLS when --client-ca is set.
+type ehrTLSOptions struct {
+	cert, key, clientCA string
+}
+
+func addEHRTLSFlags(fs *flag.FlagSet) *ehrTLSOptions {
+	o := &ehrTLSOptions{}
+	fs.StringVar(&o.cert, "tls-cert", "", "serve HTTPS (and HTTP/2) with this PEM certificate `file` (with --tls-key)")
+	fs.StringVar(&o.key, "tls-key", "", "PEM private key `file` of --tls-cert")
+	fs.StringVar(&o.clientCA, "client-ca", "", "require a client certificate issued by a CA of this PEM `file` (mutual TLS; needs --tls-cert)")
+	return o
+}
+
+// config returns the server's TLS configuration, nil for plain HTTP.
+func (o *ehrTLSOptions) config() (*tls.Config, error) {
+	if o.cert == "" && o.key == "" {
+		if o.clientCA != "" {
+			return nil, fmt.Errorf("--client-ca needs --tls-cert and --tls-key")
+		}
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(o.cert, o.key)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-cert, --tls-key: %v", err)
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	if o.clientCA != "" {
+		pem, err := os.ReadFile(o.clientCA)
+		if err != nil {
+			return nil, fmt.Errorf("--client-ca: %v", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--client-ca: no PEM certificate in %s", o.clientCA)
+		}
+		cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return cfg, nil
 }
