@@ -142,3 +142,33 @@ func TestTLSConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestCABundleReload: a CA bundle rewritten with a new CA is used for the
+// next connection; the old CA is no longer trusted.
+func TestCABundleReload(t *testing.T) {
+	t.Parallel()
+	oldCA, newCA := testutil.NewCA(t, "old CA"), testutil.NewCA(t, "new CA")
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/fhir+json")
+		io.WriteString(w, `{"resourceType":"Patient","id":"p1"}`)
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{newCA.Issue(t, "ehr", true, time.Now().Add(time.Hour)).TLS}}
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.StartTLS()
+	defer srv.Close()
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	writeFile(t, caFile, oldCA.PEM)
+	c, err := New(Config{BaseURL: srv.URL + basePath, RetryMax: -1, TLS: TLSConfig{CABundle: caFile}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Do(ctxT(t), Request{Method: http.MethodGet, Path: "Patient/p1"}); Reason(err) != "tls_certificate" {
+		t.Fatalf("old CA: err = %v, want tls_certificate", err)
+	}
+	writeFile(t, caFile, newCA.PEM)
+	later := time.Now().Add(time.Minute)
+	os.Chtimes(caFile, later, later)
+	if _, err := c.Do(ctxT(t), Request{Method: http.MethodGet, Path: "Patient/p1"}); err != nil {
+		t.Fatalf("after the bundle was renewed: %v", err)
+	}
+}
