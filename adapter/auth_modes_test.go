@@ -24,6 +24,7 @@ import (
 	"github.com/ketamine-fhir/ketamine-fhir/adapter/store/sqlite"
 	"github.com/ketamine-fhir/ketamine-fhir/fhirtest"
 	"github.com/ketamine-fhir/ketamine-fhir/internal/testutil"
+	"github.com/ketamine-fhir/ketamine-fhir/mapping"
 )
 
 // signingKeys are generated once. The RSA key has the smallest size the
@@ -386,5 +387,35 @@ func TestWrongClientCertificate(t *testing.T) {
 	}
 	if n := len(srv.Requests()); n != 0 {
 		t.Errorf("%d requests reached the EHR", n)
+	}
+}
+
+// TestScopeNotGranted: the EHR grants the client no scope for
+// Observation; the 403 pauses delivery with an error naming the scope
+// (from WWW-Authenticate, RFC 6750), and nothing is dead-lettered.
+func TestScopeNotGranted(t *testing.T) {
+	t.Parallel()
+	key := signingKeys()[ehr.AlgES384]
+	srv := startEHR(t, nil, fhirtest.SMARTClient{ID: "c", JWKS: jwksOf(t, key),
+		Scopes: []string{"system/Patient.cruds", "system/MedicationRequest.cruds", "system/MedicationAdministration.cruds"}})
+	h := authSetup(t, srv, func(c *adapter.Config) {
+		c.EHR.Auth = adapter.AuthConfig{Mode: "smart-backend", ClientID: "c", PrivateKey: string(key),
+			Scopes: "system/Patient.cruds system/MedicationRequest.cruds system/MedicationAdministration.cruds system/Observation.cruds"}
+	})
+	var scores []*mapping.Record
+	for _, r := range clinic(t, 1, 8) {
+		if r.Kind == mapping.KindPatient || r.Kind == mapping.KindScore {
+			scores = append(scores, r)
+		}
+	}
+	h.ingest(scores...)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := h.eng.Sync(ctx, time.Time{})
+	if !errors.Is(err, adapter.ErrAuthorization) || !strings.Contains(err.Error(), "needs scope system/Observation.") {
+		t.Fatalf("Sync error %v, want ErrAuthorization naming the Observation scope", err)
+	}
+	if total(h.counts(), store.StateDead) != 0 {
+		t.Error("records dead-lettered for a missing scope")
 	}
 }

@@ -428,3 +428,31 @@ func (s *oauthSource) discover(ctx context.Context) error {
 	s.tokenURL, s.tokenURLStr = tu, conf.TokenEndpoint
 	return nil
 }
+
+// missingScope reads the scope an EHR says a request needs, from a 403's
+// WWW-Authenticate: Bearer error="insufficient_scope", scope="..." (RFC
+// 6750 section 3), as "needs scope system/Observation.c"; "" when absent
+// or not a plain scope list.
+func missingScope(h http.Header) string {
+	for _, v := range h.Values("WWW-Authenticate") {
+		if !strings.Contains(v, "insufficient_scope") {
+			continue
+		}
+		_, rest, ok := strings.Cut(v, `scope="`)
+		if !ok {
+			continue
+		}
+		scope, _, ok := strings.Cut(rest, `"`)
+		if !ok || scope == "" || len(scope) > 200 {
+			continue
+		}
+		for _, c := range scope {
+			// RFC 6749 scope-token characters, and spaces between them.
+			if c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+				return ""
+			}
+		}
+		return "needs scope " + scope
+	}
+	return ""
+}

@@ -493,7 +493,8 @@ func label(resourceType string) string {
 func (c *Client) outcome(req Request, raw *rawResponse) (*Response, error) {
 	if raw.status == http.StatusForbidden {
 		// A scope or access problem of the client, not of this content.
-		return nil, &AuthError{Status: raw.status, Reason: "forbidden", Method: req.Method, ResourceType: req.ResourceType}
+		return nil, &AuthError{Status: raw.status, Reason: "forbidden", Method: req.Method, ResourceType: req.ResourceType,
+			Detail: missingScope(raw.header)}
 	}
 	if raw.status < 200 || raw.status > 299 {
 		return nil, &RejectedError{
