@@ -65,6 +65,10 @@ type Options struct {
 	// Console is the operator console (adapter/api/ui), served at /ui and
 	// under /ui/ with its own sign-in. Nil serves no console.
 	Console http.Handler
+	// JWKSPath, when set with JWKS, serves the public JWK Set JWKS there,
+	// unauthenticated (config api.jwks_path).
+	JWKSPath string
+	JWKS     []byte
 }
 
 // Defaults of Options.
@@ -145,6 +149,9 @@ func NewRouter(b Backend, opts Options) http.Handler {
 		r.Handle(RouteMetrics, promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{
 			ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		})).Methods(http.MethodGet, http.MethodHead).Name(RouteMetrics)
+	}
+	if opts.JWKSPath != "" && len(opts.JWKS) > 0 {
+		r.Handle(opts.JWKSPath, jwksHandler(opts.JWKS)).Methods(http.MethodGet, http.MethodHead).Name(RouteJWKS)
 	}
 	r.HandleFunc(RouteHealthz, s.healthz).Methods(http.MethodGet, http.MethodHead).Name(RouteHealthz)
 	r.HandleFunc(RouteReadyz, s.readyz).Methods(http.MethodGet, http.MethodHead).Name(RouteReadyz)

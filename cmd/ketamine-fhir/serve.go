@@ -91,7 +91,18 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 		APIToken: cfg.API.Token, UIToken: cfg.API.UIToken, EHR: consoleEHR(prober),
 		Sampler: sampler, Settings: consoleSettings(cfg), Logger: log,
 	})
+	var jwks []byte
+	if cfg.API.JWKSPath != "" {
+		// Validate checked the keys; this cannot fail on a valid config.
+		if jwks, err = ehr.PublicJWKS([]byte(cfg.EHR.Auth.PrivateKey), cfg.EHR.Auth.KeyID); err != nil {
+			ln.Close()
+			fmt.Fprintf(stderr, "config: ehr.auth.private_key: %v\n", err)
+			return exitUsage
+		}
+	}
 	handler := api.NewRouter(env.engine, api.Options{
+		JWKSPath:     cfg.API.JWKSPath,
+		JWKS:         jwks,
 		Token:        cfg.API.Token,
 		MaxBodyBytes: cfg.API.MaxBodyBytes,
 		ReadyTimeout: cfg.API.ReadyTimeout.D(),
