@@ -35,6 +35,7 @@ var commands = map[string]command{
 	"export":      {"copy the EHR's data to NDJSON files with FHIR Bulk Data $export (resumable, incremental)", runExport},
 	"ehr":         {"run the fhirtest FHIR R4 server standalone, with fault injection", runEHRCommand},
 	"views":       {"SQL on FHIR views over FHIR NDJSON to CSV, NDJSON, Parquet or SQLite: views list|show|run", runViews},
+	"report":      {"response, remission and safety figures from FHIR NDJSON: report outcomes (self-contained HTML or JSON)", runReport},
 }
 
 // run is the whole program behind main, testable without a subprocess.
