@@ -88,7 +88,7 @@ func Definitions(o Options) []Definition {
 		{"sessions_to_response", "Sessions to first response: the number of sessions started on or before the first responding score; the share of patients who ever responded is among eligible patients with a score after the first session.", "this report's rule"},
 		{"adverse_events", "Adverse events per 100 sessions: adverse-event Observations (the clinic's adverse-event codes) divided by sessions, times 100.", "DESIGN.md section 8"},
 		{"blood_pressure", "Blood pressure before the dose is the last reading at or before the start of the session; after the dose, the first reading after its end. Figures are over sessions with both; change is after minus before.", "DESIGN.md section 8; clinical-codes.md section 6 (LOINC 85354-9, 8480-6, 8462-4)"},
-		{"suppression", fmt.Sprintf("No count of 1 to %d patients is shown: a cohort that small is suppressed with all its figures, and a count whose complement in its cohort is that small is suppressed too, so neither can be derived. Zero is shown.", o.MinCell-1), "small-cell suppression as in public health reporting (e.g. CMS cell size suppression policy, cells 1-10)"},
+		{"suppression", fmt.Sprintf("No count of 1 to %d patients is shown: a cohort that small is suppressed with all its figures, and a count whose complement in its cohort is that small is suppressed too, so neither can be derived. Zero is shown. Not suppressed: differences between totals shown in different places (patients treated minus patients assessed at week 4, say), which count patients without a score, not the patients of any figure.", o.MinCell-1), "small-cell suppression as in public health reporting (e.g. CMS cell size suppression policy, cells 1-10)"},
 	}
 }
 

@@ -83,22 +83,27 @@ func mapClinic(t testing.TB, n int, literal bool) [][]byte {
 }
 
 var (
-	clinic200     [2][][]byte
-	clinic200Once [2]sync.Once
+	clinic200     [][]byte
+	clinic200Once sync.Once
 )
 
-// clinic returns the mapped 200-patient clinic, logical or literal,
-// generated once per test binary.
-func clinic(t testing.TB, literal bool) [][]byte {
-	i := 0
-	if literal {
-		i = 1
+// clinicSize is the generated clinic of the tests: 200 patients, as
+// `generate --patients 200`, or 50 under the race detector.
+func clinicSize() int {
+	if raceEnabled {
+		return 50
 	}
-	clinic200Once[i].Do(func() { clinic200[i] = mapClinic(t, 200, literal) })
-	if clinic200[i] == nil {
+	return 200
+}
+
+// clinic returns the clinic of clinicSize patients mapped as `map` writes
+// it, generated once per test binary.
+func clinic(t testing.TB) [][]byte {
+	clinic200Once.Do(func() { clinic200 = mapClinic(t, clinicSize(), false) })
+	if clinic200 == nil {
 		t.Fatal("the clinic could not be generated")
 	}
-	return clinic200[i]
+	return clinic200
 }
 
 // compute runs the report over resources.

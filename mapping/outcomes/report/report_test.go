@@ -66,7 +66,11 @@ var loaded = regexp.MustCompile(`(?i)\b(src|href|srcset|action|poster|data)\s*=|
 // its charts as inline SVG, states every definition with its source and
 // shows no patient data.
 func TestHTMLSelfContained(t *testing.T) {
-	rep, phi := setup(t, 60, outcomes.Options{})
+	n := 60
+	if raceEnabled {
+		n = 25
+	}
+	rep, phi := setup(t, n, outcomes.Options{})
 	var b bytes.Buffer
 	if err := report.HTML(&b, rep); err != nil {
 		t.Fatal(err)
