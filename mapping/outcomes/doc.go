@@ -36,12 +36,12 @@
 //
 // Definitions lists every rule with its source; the report prints them.
 // In short: baseline is the last score on or before the first session and
-// no more than BaselineWindowDays before it; response is a reduction of 50%
-// or more from baseline (NQF 1884/1885); remission is PHQ-9 below 5
-// (CMS159) and MADRS at or below MADRSRemission (default 10, Zimmerman et
-// al. 2004; Hawley et al. 2002). Only patients whose baseline is above the
-// remission threshold are followed (for PHQ-9, above 9: the index event of
-// CMS159 and NQF 1884/1885).
+// no more than Options.BaselineDays (30) days before it; response is a
+// reduction of 50% or more from baseline (NQF 1884/1885); remission is
+// PHQ-9 below 5 (CMS159) and MADRS at or below Options.MADRSRemission
+// (default 10, Zimmerman et al. 2004; Hawley et al. 2002). Only patients
+// whose baseline is above the remission threshold are followed (for
+// PHQ-9, above 9: the index event of CMS159 and NQF 1884/1885).
 //
 // # Small cells
 //
