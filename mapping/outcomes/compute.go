@@ -95,7 +95,7 @@ func Definitions(o Options) []Definition {
 func madrsSource(threshold int) string {
 	switch threshold {
 	case 10:
-		return "Zimmerman M, Posternak MA, Chelminski I. J Psychiatr Res 2004;38(6):577-82 (MADRS <= 10); compare Hawley CJ et al. J Affect Disord 2002;72(2):177-84 (MADRS < 10); the esketamine phase-3 trials used <= 12"
+		return "Zimmerman M, Posternak MA, Chelminski I. J Psychiatr Res 2004;38(6):577-82 (MADRS <= 10); compare Hawley CJ, Gale TM, Sivakumaran T. J Affect Disord 2002 (MADRS < 10); the esketamine phase-3 trials used <= 12"
 	case 12:
 		return "esketamine phase-3 trials (e.g. ASPIRE, BMC Psychiatry 2023, doi:10.1186/s12888-023-05017-y): MADRS <= 12"
 	}
