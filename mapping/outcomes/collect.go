@@ -77,7 +77,8 @@ type Collector struct {
 	skipped  map[string]int // resources of types the report does not use
 	excluded map[string]int // resources left out, by reason
 	patients map[string]*patientData
-	admins   map[string]*admin // by every key of the administration
+	keyIDs   map[string]int32 // administration keys, interned
+	admins   []*admin         // by key id; nil until the administration is read
 	vitals   []bpReading
 	events   []adverseEvent
 	aeNames  map[string]string // adverse-event code -> display
@@ -92,7 +93,7 @@ func NewCollector(codes Codes) *Collector {
 		skipped:  map[string]int{},
 		excluded: map[string]int{},
 		patients: map[string]*patientData{},
-		admins:   map[string]*admin{},
+		keyIDs:   map[string]int32{},
 		aeNames:  map[string]string{},
 	}
 }
@@ -114,10 +115,22 @@ type score struct {
 	value float64
 }
 
+// bpReading is one blood pressure, kept small: a clinic has several a
+// session.
 type bpReading struct {
-	admins   []string // keys of partOf administrations
-	t        time.Time
-	sys, dia float64
+	admins   [2]int32 // key ids of the first two partOf references; -1 for none
+	t        int64    // Unix seconds
+	sys, dia float32
+}
+
+// keyID interns an administration key.
+func (c *Collector) keyID(k string) int32 {
+	id, ok := c.keyIDs[k]
+	if !ok {
+		id = int32(len(c.keyIDs))
+		c.keyIDs[k] = id
+	}
+	return id
 }
 
 type adverseEvent struct {
@@ -363,7 +376,11 @@ func (c *Collector) addAdministration(r *fhirResource) error {
 	a := &admin{start: start, end: end, request: refKey(r.Request, "MedicationRequest"), patient: p, counted: true}
 	p.sessions = append(p.sessions, a)
 	for _, k := range resourceKeys(r) {
-		c.admins[k] = a
+		id := int(c.keyID(k))
+		for len(c.admins) <= id {
+			c.admins = append(c.admins, nil)
+		}
+		c.admins[id] = a
 	}
 	return nil
 }
@@ -451,13 +468,15 @@ func (c *Collector) addObservation(r *fhirResource) error {
 			c.excluded["blood pressure without systolic and diastolic values"]++
 			return nil
 		}
-		rd := bpReading{t: t, sys: *sys, dia: *dia}
+		rd := bpReading{admins: [2]int32{-1, -1}, t: t.Unix(), sys: float32(*sys), dia: float32(*dia)}
+		n := 0
 		for i := range r.PartOf {
-			if k := refKey(&r.PartOf[i], "MedicationAdministration"); k != "" {
-				rd.admins = append(rd.admins, k)
+			if k := refKey(&r.PartOf[i], "MedicationAdministration"); k != "" && n < len(rd.admins) {
+				rd.admins[n] = c.keyID(k)
+				n++
 			}
 		}
-		if len(rd.admins) == 0 {
+		if n == 0 {
 			c.excluded["blood pressure not partOf an administration"]++
 			return nil
 		}

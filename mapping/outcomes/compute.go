@@ -419,8 +419,9 @@ func (c *Collector) bloodPressure(treated []*patientData, o Options) BloodPressu
 	readings := map[*admin][]*bpReading{}
 	for i := range c.vitals {
 		v := &c.vitals[i]
-		for _, k := range v.admins {
-			if a := c.admins[k]; a != nil {
+		for _, id := range v.admins {
+			if id >= 0 && int(id) < len(c.admins) && c.admins[id] != nil {
+				a := c.admins[id]
 				readings[a] = append(readings[a], v)
 				break
 			}
@@ -432,11 +433,12 @@ func (c *Collector) bloodPressure(treated []*patientData, o Options) BloodPressu
 		any := false
 		for _, ses := range p.sessions {
 			var pre, post *bpReading
+			start, end := ses.start.Unix(), ses.end.Unix()
 			for _, v := range readings[ses] {
-				if !v.t.After(ses.start) && (pre == nil || v.t.After(pre.t)) {
+				if v.t <= start && (pre == nil || v.t > pre.t) {
 					pre = v
 				}
-				if v.t.After(ses.end) && (post == nil || v.t.Before(post.t)) {
+				if v.t > end && (post == nil || v.t < post.t) {
 					post = v
 				}
 			}
@@ -444,8 +446,9 @@ func (c *Collector) bloodPressure(treated []*patientData, o Options) BloodPressu
 				continue
 			}
 			any = true
-			bs, as, cs = append(bs, pre.sys), append(as, post.sys), append(cs, post.sys-pre.sys)
-			bd, ad, cd = append(bd, pre.dia), append(ad, post.dia), append(cd, post.dia-pre.dia)
+			ps, pd, qs, qd := float64(pre.sys), float64(pre.dia), float64(post.sys), float64(post.dia)
+			bs, as, cs = append(bs, ps), append(as, qs), append(cs, qs-ps)
+			bd, ad, cd = append(bd, pd), append(ad, qd), append(cd, qd-pd)
 		}
 		if any {
 			patients++
