@@ -204,7 +204,7 @@ func induction(p *patientData) []*admin {
 		}
 		return out
 	}
-	out := p.sessions[:1]
+	out := []*admin{p.sessions[0]} // a new slice: appending must not write into p.sessions
 	for _, s := range p.sessions[1:] {
 		if s.start.Sub(out[len(out)-1].start) > inductionGap {
 			break
