@@ -40,6 +40,8 @@ type Config struct {
 	API APIConfig `yaml:"api"`
 	// Log configures logging.
 	Log LogConfig `yaml:"log"`
+	// Report configures `report outcomes`.
+	Report ReportConfig `yaml:"report"`
 	// Mapping holds the clinic's identifier systems, formulary, code lists,
 	// limits and time zone; its keys sit at the top level of the file.
 	Mapping mapping.Config `yaml:",inline"`
@@ -222,6 +224,18 @@ type LogConfig struct {
 	Level string `yaml:"level"`
 }
 
+// ReportConfig configures the outcomes report (`report outcomes`).
+type ReportConfig struct {
+	// MinCell is the smallest count of patients the report shows; smaller
+	// cells (and cells they could be derived from) are suppressed. At
+	// least 1. Defaults to 11.
+	MinCell int `yaml:"min_cell"`
+	// MADRSRemission is the highest MADRS total counted as remission, 1 to
+	// 60. Defaults to 10 (Zimmerman et al. 2004); the esketamine phase-3
+	// trials used 12.
+	MADRSRemission int `yaml:"madrs_remission"`
+}
+
 // Duration is a time.Duration written as "30s" in YAML.
 type Duration time.Duration
 
@@ -281,6 +295,7 @@ func DefaultConfig() *Config {
 			EHRProbeInterval: Duration(30 * time.Second),
 		},
 		Log:     LogConfig{Format: "auto", Level: "info"},
+		Report:  ReportConfig{MinCell: 11, MADRSRemission: 10},
 		Mapping: *mapping.DefaultConfig(),
 	}
 }
@@ -628,6 +643,12 @@ func (c *Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		add("log.level: %q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	if c.Report.MinCell < 1 {
+		add("report.min_cell: must be at least 1")
+	}
+	if c.Report.MADRSRemission < 1 || c.Report.MADRSRemission > 60 {
+		add("report.madrs_remission: must be a MADRS total from 1 to 60")
 	}
 	if err := c.Mapping.Validate(); err != nil {
 		var me interface{ Unwrap() []error }

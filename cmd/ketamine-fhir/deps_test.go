@@ -18,6 +18,9 @@ import (
 //   - mapping/views/sink (the view writers) may also import
 //     github.com/parquet-go/parquet-go and modernc.org/sqlite, and nothing
 //     else of mapping may depend on them;
+//   - mapping/outcomes/report (the outcomes page) may also import
+//     gonum.org/v1/plot (its charts), and nothing else of mapping may
+//     depend on it;
 //   - adapter/store and adapter/ehr never import mapping, even indirectly;
 //   - nothing but cmd imports fhirtest outside tests, and nothing imports
 //     cmd;
@@ -96,6 +99,8 @@ func TestImportPolicy(t *testing.T) {
 		}
 		return false
 	}
+	// Charts of the outcomes report: only mapping/outcomes/report draws them.
+	isPlotLib := func(imp string) bool { return under(imp, "gonum.org/v1/plot") }
 	checked := 0
 	for _, p := range listPackages(t) {
 		switch {
@@ -108,6 +113,9 @@ func TestImportPolicy(t *testing.T) {
 				if under(p.ImportPath, module+"/mapping/views/sink") && isSinkLib(imp) {
 					continue
 				}
+				if under(p.ImportPath, module+"/mapping/outcomes/report") && isPlotLib(imp) {
+					continue
+				}
 				if !allowedLib(imp) && !under(imp, module+"/mapping") {
 					t.Errorf("%s imports %s: mapping may import only the standard library, google/fhir/go and protobuf (and mapping/views gofhir/fhirpath, mapping/views/sink parquet-go and sqlite)", p.ImportPath, imp)
 				}
@@ -116,6 +124,13 @@ func TestImportPolicy(t *testing.T) {
 				for _, dep := range p.Deps {
 					if isSinkLib(dep) {
 						t.Errorf("%s depends on %s: only mapping/views/sink writes Parquet and SQLite", p.ImportPath, dep)
+					}
+				}
+			}
+			if !under(p.ImportPath, module+"/mapping/outcomes/report") {
+				for _, dep := range p.Deps {
+					if isPlotLib(dep) {
+						t.Errorf("%s depends on %s: only mapping/outcomes/report draws charts", p.ImportPath, dep)
 					}
 				}
 			}
