@@ -121,6 +121,9 @@ func stepTicks(step float64) plot.Ticker {
 	return plot.TickerFunc(func(min, max float64) []plot.Tick {
 		var ts []plot.Tick
 		for v := math.Ceil(min/step) * step; v <= max; v += step {
+			if v == 0 {
+				v = 0 // math.Ceil(-0.5) is -0, which would read "-0"
+			}
 			ts = append(ts, plot.Tick{Value: v, Label: strconv.FormatFloat(v, 'f', -1, 64)})
 		}
 		return ts
