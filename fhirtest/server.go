@@ -151,7 +151,7 @@ func NewUnstartedServer(opts ...Option) *Server {
 	if cfg.pageSize > cfg.maxPageSize {
 		cfg.pageSize = cfg.maxPageSize
 	}
-	return &Server{
+	s := &Server{
 		cfg:       cfg,
 		store:     newStore(),
 		faults:    newFaults(cfg.seed),
@@ -160,6 +160,8 @@ func NewUnstartedServer(opts ...Option) *Server {
 		log:       requestLog{limit: cfg.logLimit},
 		closing:   make(chan struct{}),
 	}
+	s.log.now = s.now
+	return s
 }
 
 // Start starts serving on a loopback port and sets URL. It panics if the
