@@ -81,6 +81,8 @@ func openStore(ctx context.Context, cfg *adapter.Config, log *slog.Logger) (stor
 	switch driver {
 	case "sqlite":
 		return sqlite.Open(ctx, arg)
+	case "postgres":
+		return openPostgres(ctx, cfg, arg, log)
 	}
 	return nil, fmt.Errorf("store driver %q is not available", driver)
 }

@@ -96,16 +96,16 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("postgres: open: %w", redact(err))
 	}
 	s := &Store{pool: pool, log: cfg.log}
-	var schema string
+	var schema *string
 	if err := pool.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: open: %w", redact(err))
 	}
-	if schema == "" {
+	if schema == nil || *schema == "" {
 		pool.Close()
 		return nil, errors.New("postgres: open: the search_path names no existing schema")
 	}
-	s.channel = channelName(schema)
+	s.channel = channelName(*schema)
 	if s.applied, err = migrate(ctx, pool, cfg.log); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: open: %w", err)
