@@ -86,7 +86,8 @@ func isWrite(r *http.Request) bool {
 
 // serveHTTP applies faults around the FHIR handler and logs the request.
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	entry := RequestLog{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Proto: r.Proto, Time: s.now()}
+	entry := RequestLog{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Proto: r.Proto, Time: s.now(),
+		IfNoneExist: r.Header.Get("If-None-Exist")}
 	write := isWrite(r)
 	plan := s.faults.plan(entry.Time, write)
 	if plan.rateLimited {

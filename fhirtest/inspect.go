@@ -15,6 +15,9 @@ type RequestLog struct {
 	Path string
 	// Query is the raw query string (conditional URLs carry identifiers).
 	Query string
+	// IfNoneExist is the If-None-Exist header of a conditional create
+	// (it carries the identifier), "" if none.
+	IfNoneExist string
 	// Proto is the protocol the request came over: "HTTP/1.1", or
 	// "HTTP/2.0" (see StartTLS).
 	Proto string
