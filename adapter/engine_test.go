@@ -504,10 +504,24 @@ func TestSyncClinic(t *testing.T) {
 	}
 
 	// Every row knows its EHR resource, and the resource holds the row's
-	// identifier.
+	// identifier. Its history has the attempt, whose request id the EHR
+	// received.
+	received := map[string]int{}
+	for _, q := range h.ehr.Requests() {
+		received[q.RequestID]++
+	}
 	for _, r := range h.rows(store.StateSynced) {
 		if r.EHRID == "" || r.EHRVersion == "" || r.SyncedHash != r.Hash {
 			t.Errorf("synced %s row %d: EHRID %q version %q synced hash matches %v", r.Kind, r.ID, r.EHRID, r.EHRVersion, r.SyncedHash == r.Hash)
+		}
+		hist, err := h.st.History(context.Background(), r.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(hist) != 1 || hist[0].State != store.StateSynced || hist[0].EHRID != r.EHRID || hist[0].Attempt != 1 {
+			t.Errorf("%s row %d: history %+v, want one synced attempt with EHR id %s", r.Kind, r.ID, hist, r.EHRID)
+		} else if id := hist[0].RequestID; len(id) != 16 || received[id] == 0 {
+			t.Errorf("%s row %d: request id %q, received by the EHR %d times; want 16 hex digits the EHR saw", r.Kind, r.ID, id, received[id])
 		}
 	}
 	o := byKind(recs, mapping.KindOrder)[0]

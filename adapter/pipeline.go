@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ketamine-fhir/ketamine-fhir/adapter/ehr"
 	"github.com/ketamine-fhir/ketamine-fhir/adapter/store"
 	"github.com/ketamine-fhir/ketamine-fhir/mapping"
 )
@@ -72,6 +73,7 @@ type item struct {
 	due      time.Time                           // when a delayed item may go again
 	tx       bool                                // delivered in transaction Bundles
 	probe    bool                                // claimed alone to test a paused authorization
+	reqID    string                              // X-Request-Id of the current attempt's requests
 
 	// Progress kept across in-memory retries, so a retry resumes where the
 	// last attempt stopped.
@@ -521,16 +523,23 @@ func (p *pipeline) work() {
 		if aerr := p.authFailure(); aerr != nil && !(len(u.items) == 1 && u.items[0].probe) {
 			// Do not knock on a door that is locked: back to the outbox.
 			for _, it := range u.items {
+				it.reqID = "" // no request made
 				p.finish(it, p.authOutcome(it, aerr), false)
 			}
 			continue
 		}
+		// One request id per attempt: the rows of a Bundle share it.
+		rid := ehr.NewRequestID()
+		for _, it := range u.items {
+			it.reqID = rid
+		}
+		ctx := ehr.WithRequestID(p.workCtx, rid)
 		if u.tx {
-			p.e.deliverBundle(p.workCtx, p, u.items)
+			p.e.deliverBundle(ctx, p, u.items)
 			continue
 		}
 		it := u.items[0]
-		p.settle(it, p.e.deliverItem(p.workCtx, p, it))
+		p.settle(it, p.e.deliverItem(ctx, p, it))
 	}
 }
 
@@ -576,6 +585,9 @@ func (p *pipeline) settle(it *item, r result) {
 func (p *pipeline) finish(it *item, out store.Outcome, unchanged bool) {
 	if out.Hash == "" {
 		out.Hash = it.row.Hash
+	}
+	if out.RequestID == "" && !unchanged {
+		out.RequestID = it.reqID
 	}
 	k := it.key()
 	// Its dependents learn the outcome here: the store may not have it

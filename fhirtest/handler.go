@@ -87,7 +87,7 @@ func isWrite(r *http.Request) bool {
 // serveHTTP applies faults around the FHIR handler and logs the request.
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	entry := RequestLog{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Proto: r.Proto, Time: s.now(),
-		IfNoneExist: r.Header.Get("If-None-Exist")}
+		RequestID: r.Header.Get("X-Request-Id"), IfNoneExist: r.Header.Get("If-None-Exist")}
 	write := isWrite(r)
 	plan := s.faults.plan(entry.Time, write)
 	if plan.rateLimited {

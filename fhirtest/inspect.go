@@ -39,6 +39,8 @@ type RequestLog struct {
 	// clock. [Time, End] is the interval the request was in the server:
 	// tests check that two writes of one identifier never overlap.
 	End time.Time
+	// RequestID is the request's X-Request-Id header, "" if none.
+	RequestID string
 }
 
 // requestLog keeps the most recent requests.

@@ -637,6 +637,9 @@ func (c *Client) send(ctx context.Context, s sendSpec) (*rawResponse, error) {
 	for k, v := range s.header {
 		req.Header[k] = v
 	}
+	if id := RequestID(ctx); id != "" {
+		req.Header.Set(HeaderRequestID, id)
+	}
 	req.SetResponseHandler(a.readBody)
 
 	resp, err := rc.Do(req)

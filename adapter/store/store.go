@@ -154,6 +154,41 @@ type Outcome struct {
 	// stored list is kept. Other states ignore both.
 	Derived    []string
 	SetDerived bool
+	// RequestID is the X-Request-Id the adapter sent with the attempt's
+	// requests to the EHR ("" if it made none), recorded in the row's
+	// History so an operator can find the attempt in the EHR's logs.
+	RequestID string
+}
+
+// ErrorClassLeaseExpired is the ErrorClass Rescue gives the rows it returns
+// to retrying, and the one their History records.
+const ErrorClassLeaseExpired = "lease_expired"
+
+// HistoryLimit is how many attempts a store keeps per row: the newest.
+const HistoryLimit = 20
+
+// Attempt is one recorded outcome of a row's delivery, as Finish,
+// FinishMany or Rescue recorded it. It holds no payload; ErrorDetail may
+// echo submitted values, as Record.ErrorDetail may.
+type Attempt struct {
+	// At is when the outcome was recorded.
+	At time.Time
+	// Attempt is the row's Attempts when the outcome was recorded: 1 for
+	// the outcome of the first claim (Requeue and Resync reset it).
+	Attempt int
+	// State is the state the outcome asked for: synced, retrying, waiting
+	// or dead (Rescue records retrying with ErrorClassLeaseExpired).
+	// An outcome for content the row no longer holds left the row pending
+	// but is recorded with the state it asked for.
+	State State
+	// ErrorClass and ErrorDetail as the outcome gave them.
+	ErrorClass, ErrorDetail string
+	// WaitKind and WaitID for a waiting outcome.
+	WaitKind, WaitID string
+	// EHRID and EHRVersion as the outcome gave them ("" if it had none).
+	EHRID, EHRVersion string
+	// RequestID as the outcome gave it.
+	RequestID string
 }
 
 // Completion is one outcome for FinishMany.
@@ -196,7 +231,8 @@ type Store interface {
 	// in_flight with owner as LeaseOwner, and reports how many it extended.
 	Renew(ctx context.Context, owner string, ids []int64, now time.Time, lease time.Duration) (int, error)
 	// Rescue moves in_flight rows whose lease expired before now to
-	// retrying, claimable at once, and reports how many it moved.
+	// retrying, claimable at once, with ErrorClassLeaseExpired, and
+	// reports how many it moved.
 	Rescue(ctx context.Context, now time.Time) (int, error)
 	// Get returns the row of kind and local id, or ErrNotFound.
 	Get(ctx context.Context, kind, localID string) (Record, error)
@@ -217,6 +253,10 @@ type Store interface {
 	// Derived. kind "" means every kind; a non-zero since keeps only rows
 	// whose SyncedAt is at or after since. It reports how many it moved.
 	Resync(ctx context.Context, kind string, since time.Time, now time.Time) (int, error)
+	// History returns the recorded attempts of row id, oldest first: the
+	// newest HistoryLimit of them. It returns ErrNotFound when no row has
+	// id, and an empty slice for a row with no recorded attempt.
+	History(ctx context.Context, id int64) ([]Attempt, error)
 	// Counts returns the number of rows per kind and state.
 	Counts(ctx context.Context) (Counts, error)
 	// OldestPending returns the creation time of the oldest row that is

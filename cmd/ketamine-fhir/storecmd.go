@@ -146,7 +146,7 @@ var errTargetNotEmpty = errors.New("the target outbox is not empty; give --resum
 type copied struct{ rows, inserted, meta int }
 
 // copyOutbox copies every row of src, state by state in id order, and then
-// the meta settings, into dst. It refuses a dst that holds rows or
+// the meta settings, into dst, each row with its History. It refuses a dst that holds rows or
 // settings unless resume; rows dst already has (by kind and local id) are
 // kept as they are, so running it again is harmless.
 func copyOutbox(ctx context.Context, src store.Store, srcC store.Copier, dst store.Store, dstC store.Copier, resume bool) (copied, error) {
@@ -180,7 +180,13 @@ func copyOutbox(ctx context.Context, src store.Store, srcC store.Copier, dst sto
 			if len(recs) == 0 {
 				break
 			}
-			k, err := dstC.Load(ctx, recs, nil)
+			history := make(map[int64][]store.Attempt, len(recs))
+			for _, r := range recs {
+				if history[r.ID], err = src.History(ctx, r.ID); err != nil {
+					return n, fmt.Errorf("reading the history of row %d of the source: %w", r.ID, err)
+				}
+			}
+			k, err := dstC.Load(ctx, recs, history, nil)
 			if err != nil {
 				return n, fmt.Errorf("writing %s rows to the target: %w", state, err)
 			}
@@ -193,7 +199,7 @@ func copyOutbox(ctx context.Context, src store.Store, srcC store.Copier, dst sto
 	if err != nil {
 		return n, fmt.Errorf("reading the source settings: %w", err)
 	}
-	if _, err := dstC.Load(ctx, nil, meta); err != nil {
+	if _, err := dstC.Load(ctx, nil, nil, meta); err != nil {
 		return n, fmt.Errorf("writing the settings to the target: %w", err)
 	}
 	n.meta = len(meta)

@@ -34,7 +34,7 @@ func (s *Store) MetaAll(ctx context.Context) (map[string]string, error) {
 
 // Load inserts rows as they are; see store.Copier. The id sequence is
 // moved past the largest id, so rows inserted later get new ids.
-func (s *Store) Load(ctx context.Context, recs []store.Record, meta map[string]string) (int, error) {
+func (s *Store) Load(ctx context.Context, recs []store.Record, history map[int64][]store.Attempt, meta map[string]string) (int, error) {
 	var n int64
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		n = 0
@@ -58,13 +58,21 @@ func (s *Store) Load(ctx context.Context, recs []store.Record, meta map[string]s
 			b.Queue(setMetaSQL, k, v)
 		}
 		res := tx.SendBatch(ctx, b)
-		for i := range recs {
+		hb := &pgx.Batch{}
+		for i, r := range recs {
 			tag, err := res.Exec()
 			if err != nil {
 				res.Close()
 				return fmt.Errorf("row %d (%s): %w", recs[i].ID, recs[i].Kind, err)
 			}
-			n += tag.RowsAffected()
+			if tag.RowsAffected() == 0 {
+				continue // already there, with its history
+			}
+			n++
+			for _, a := range history[r.ID] {
+				hb.Queue(attemptSQL, r.ID, toNanos(a.At), a.Attempt, string(a.State), a.ErrorClass, a.ErrorDetail,
+					a.WaitKind, a.WaitID, a.EHRID, a.EHRVersion, a.RequestID)
+			}
 		}
 		for range meta {
 			if _, err := res.Exec(); err != nil {
@@ -74,6 +82,11 @@ func (s *Store) Load(ctx context.Context, recs []store.Record, meta map[string]s
 		}
 		if err := res.Close(); err != nil {
 			return err
+		}
+		if hb.Len() > 0 {
+			if err := tx.SendBatch(ctx, hb).Close(); err != nil {
+				return fmt.Errorf("history: %w", err)
+			}
 		}
 		_, err := tx.Exec(ctx, `SELECT setval(pg_get_serial_sequence('outbox', 'id'),
 			GREATEST((SELECT MAX(id) FROM outbox), 1))`)

@@ -15,9 +15,8 @@ import (
 	"github.com/ketamine-fhir/ketamine-fhir/adapter/store"
 )
 
-// ErrorClassLeaseExpired is the ErrorClass Rescue gives the rows it returns
-// to retrying (the same as the SQLite driver's).
-const ErrorClassLeaseExpired = "lease_expired"
+// ErrorClassLeaseExpired is store.ErrorClassLeaseExpired.
+const ErrorClassLeaseExpired = store.ErrorClassLeaseExpired
 
 // kindRank is the Claim order of a kind, as in the SQLite driver:
 // dependencies first, unknown kinds last.
@@ -156,7 +155,7 @@ const (
 			o.ehr_id, o.ehr_version, o.synced_hash, o.sent_hash, o.derived, o.created_at, o.updated_at,
 			o.synced_at, o.payload`
 
-	finishReadSQL   = `SELECT kind, local_id, hash, state, lease_owner FROM outbox WHERE id = $1 FOR UPDATE`
+	finishReadSQL   = `SELECT kind, local_id, hash, state, lease_owner, attempts FROM outbox WHERE id = $1 FOR UPDATE`
 	finishSyncedSQL = `UPDATE outbox SET state = $1, synced_hash = $2,
 			attempts = CASE WHEN $3::boolean THEN 0 ELSE attempts END,
 			ehr_id = COALESCE(NULLIF($4::text, ''), ehr_id), ehr_version = COALESCE(NULLIF($5::text, ''), ehr_version),
@@ -200,11 +199,6 @@ const (
 
 	renewSQL = `UPDATE outbox SET lease_expires = $1
 		WHERE state = 'in_flight' AND lease_owner = $2 AND id = ANY($3)`
-	rescueSQL = `UPDATE outbox
-		SET state = 'retrying', next_attempt_at = $1, lease_owner = '', lease_expires = 0,
-			error_class = $2, error_detail = '', updated_at = $1
-		WHERE state = 'in_flight' AND lease_expires < $1`
-
 	requeueSQL = `UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = 0,
 			wait_kind = '', wait_id = '', error_class = '', error_detail = '', updated_at = $1
 		WHERE id = $2 AND state IN ('dead', 'waiting')`
@@ -430,7 +424,8 @@ func (s *Store) FinishMany(ctx context.Context, owner string, items []store.Comp
 // to pending), for NOTIFY.
 func (s *Store) finishRow(ctx context.Context, tx pgx.Tx, id int64, owner string, out store.Outcome, nowN int64) (woke bool, err error) {
 	var kind, localID, hash, state, leaseOwner string
-	err = tx.QueryRow(ctx, finishReadSQL, id).Scan(&kind, &localID, &hash, &state, &leaseOwner)
+	var attempts int
+	err = tx.QueryRow(ctx, finishReadSQL, id).Scan(&kind, &localID, &hash, &state, &leaseOwner, &attempts)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, store.ErrNotFound
 	}
@@ -439,6 +434,9 @@ func (s *Store) finishRow(ctx context.Context, tx pgx.Tx, id int64, owner string
 	}
 	if store.State(state) != store.StateInFlight || leaseOwner != owner {
 		return false, store.ErrLeaseLost
+	}
+	if err := recordAttempt(ctx, tx, id, attempts, out, nowN); err != nil {
+		return false, err
 	}
 	stale := hash != out.Hash
 

@@ -39,7 +39,7 @@ const loadSQL = `INSERT INTO outbox (id, kind, local_id, kind_rank, hash, state,
 	ON CONFLICT (kind, local_id) DO NOTHING`
 
 // Load inserts rows as they are; see store.Copier.
-func (s *Store) Load(ctx context.Context, recs []store.Record, meta map[string]string) (int, error) {
+func (s *Store) Load(ctx context.Context, recs []store.Record, history map[int64][]store.Attempt, meta map[string]string) (int, error) {
 	var n int64
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		ins, err := tx.PrepareContext(ctx, loadSQL)
@@ -63,7 +63,16 @@ func (s *Store) Load(ctx context.Context, recs []store.Record, meta map[string]s
 			if err != nil {
 				return err
 			}
+			if k == 0 {
+				continue // already there, with its history
+			}
 			n += k
+			for _, a := range history[r.ID] {
+				if _, err := tx.StmtContext(ctx, s.st.attempt).ExecContext(ctx, r.ID, toNanos(a.At), a.Attempt, string(a.State),
+					a.ErrorClass, a.ErrorDetail, a.WaitKind, a.WaitID, a.EHRID, a.EHRVersion, a.RequestID); err != nil {
+					return fmt.Errorf("row %d (%s): history: %w", r.ID, r.Kind, err)
+				}
+			}
 		}
 		for k, v := range meta {
 			if _, err := tx.StmtContext(ctx, s.st.setMeta).ExecContext(ctx, k, v); err != nil {

@@ -147,8 +147,8 @@ func TestMigrateFromV1(t *testing.T) {
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
-	if fmt.Sprint(versions) != "[1 2]" {
-		t.Errorf("schema_migrations versions = %v, want [1 2]", versions)
+	if fmt.Sprint(versions) != "[1 2 3]" {
+		t.Errorf("schema_migrations versions = %v, want [1 2 3]", versions)
 	}
 	// The new columns work on an old row: the lease of the version-1 run
 	// is still w1's.

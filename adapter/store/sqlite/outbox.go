@@ -14,9 +14,9 @@ import (
 	"github.com/ketamine-fhir/ketamine-fhir/adapter/store"
 )
 
-// ErrorClassLeaseExpired is the ErrorClass Rescue gives the rows it returns
-// to retrying.
-const ErrorClassLeaseExpired = "lease_expired"
+// ErrorClassLeaseExpired is store.ErrorClassLeaseExpired, kept for the
+// callers that named it here.
+const ErrorClassLeaseExpired = store.ErrorClassLeaseExpired
 
 // kindRank is the Claim order of a kind: dependencies first, since a
 // MedicationRequest references its Patient, a MedicationAdministration its
@@ -325,8 +325,9 @@ func (s *Store) FinishMany(ctx context.Context, owner string, items []store.Comp
 // when it changed nothing for those reasons; any other error fails tx.
 func (s *Store) finishRow(ctx context.Context, tx *sql.Tx, id int64, owner string, out store.Outcome, nowN int64) error {
 	var kind, localID, hash, state, leaseOwner string
+	var attempts int
 	err := tx.StmtContext(ctx, s.st.finishRead).QueryRowContext(ctx, id).
-		Scan(&kind, &localID, &hash, &state, &leaseOwner)
+		Scan(&kind, &localID, &hash, &state, &leaseOwner, &attempts)
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.ErrNotFound
 	}
@@ -335,6 +336,9 @@ func (s *Store) finishRow(ctx context.Context, tx *sql.Tx, id int64, owner strin
 	}
 	if store.State(state) != store.StateInFlight || leaseOwner != owner {
 		return store.ErrLeaseLost
+	}
+	if err := s.recordAttempt(ctx, tx, id, attempts, out, nowN); err != nil {
+		return err
 	}
 	stale := hash != out.Hash
 
@@ -381,6 +385,17 @@ func (s *Store) finishRow(ctx context.Context, tx *sql.Tx, id int64, owner strin
 		_, err = tx.StmtContext(ctx, s.st.finishWaiting).ExecContext(ctx,
 			out.WaitKind, out.WaitID, out.ErrorClass, out.ErrorDetail, out.EHRID, out.EHRVersion, nowN, id)
 	}
+	return err
+}
+
+// recordAttempt adds out to row id's history and drops what is beyond
+// store.HistoryLimit.
+func (s *Store) recordAttempt(ctx context.Context, tx *sql.Tx, id int64, attempts int, out store.Outcome, nowN int64) error {
+	if _, err := tx.StmtContext(ctx, s.st.attempt).ExecContext(ctx, id, nowN, attempts, out.State,
+		out.ErrorClass, out.ErrorDetail, out.WaitKind, out.WaitID, out.EHRID, out.EHRVersion, out.RequestID); err != nil {
+		return err
+	}
+	_, err := tx.StmtContext(ctx, s.st.prune).ExecContext(ctx, id)
 	return err
 }
 
@@ -444,6 +459,11 @@ func (s *Store) Rescue(ctx context.Context, now time.Time) (int, error) {
 	nowN := toNanos(now)
 	var n int64
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		// The rescued rows' histories get the attempt first; they are
+		// pruned at their next outcome.
+		if _, err := tx.StmtContext(ctx, s.st.rescueAttempts).ExecContext(ctx, nowN, ErrorClassLeaseExpired); err != nil {
+			return err
+		}
 		res, err := tx.StmtContext(ctx, s.st.rescue).ExecContext(ctx, nowN, ErrorClassLeaseExpired)
 		if err != nil {
 			return err
@@ -455,6 +475,35 @@ func (s *Store) Rescue(ctx context.Context, now time.Time) (int, error) {
 		return 0, fmt.Errorf("sqlite: rescue: %w", err)
 	}
 	return int(n), nil
+}
+
+// History returns the newest store.HistoryLimit attempts of row id, oldest
+// first; see store.Store.
+func (s *Store) History(ctx context.Context, id int64) ([]store.Attempt, error) {
+	if _, err := s.GetByID(ctx, id); err != nil {
+		return nil, fmt.Errorf("sqlite: history %d: %w", id, errors.Unwrap(err))
+	}
+	rows, err := s.st.history.QueryContext(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: history %d: %w", id, err)
+	}
+	defer rows.Close()
+	out := []store.Attempt{}
+	for rows.Next() {
+		var a store.Attempt
+		var at int64
+		var state string
+		if err := rows.Scan(&at, &a.Attempt, &state, &a.ErrorClass, &a.ErrorDetail, &a.WaitKind, &a.WaitID,
+			&a.EHRID, &a.EHRVersion, &a.RequestID); err != nil {
+			return nil, fmt.Errorf("sqlite: history %d: %w", id, err)
+		}
+		a.At, a.State = fromNanos(at), store.State(state)
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: history %d: %w", id, err)
+	}
+	return out, nil
 }
 
 // Get returns the row of kind and local id, or an error wrapping

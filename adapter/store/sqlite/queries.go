@@ -4,7 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strconv"
 	"strings"
+
+	"github.com/ketamine-fhir/ketamine-fhir/adapter/store"
 )
 
 // recordCols are the columns of a store.Record, in the order scanRecord
@@ -44,7 +47,17 @@ const (
 		RETURNING ` + recordCols
 
 	// finishReadSQL: id.
-	finishReadSQL = `SELECT kind, local_id, hash, state, lease_owner FROM outbox WHERE id = ?`
+	finishReadSQL = `SELECT kind, local_id, hash, state, lease_owner, attempts FROM outbox WHERE id = ?`
+	// attemptSQL: record id, at, attempt, state, error class, error
+	// detail, wait kind, wait id, EHR id, EHR version, request id.
+	attemptSQL = `INSERT INTO attempts (record_id, at, attempt, state, error_class, error_detail,
+			wait_kind, wait_id, ehr_id, ehr_version, request_id)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	// rescueAttemptsSQL: ?1 now, ?2 error class. Runs before rescueSQL, on
+	// the rows it will move.
+	rescueAttemptsSQL = `INSERT INTO attempts (record_id, at, attempt, state, error_class)
+		SELECT id, ?1, attempts, 'retrying', ?2 FROM outbox INDEXED BY outbox_leases
+		WHERE state = 'in_flight' AND lease_expires < ?1`
 	// finishSyncedSQL: ?1 state (synced, or pending for a stale outcome),
 	// ?2 synced hash, ?3 reset attempts (bool), ?4 EHR id, ?5 EHR version,
 	// ?6 sent hash, ?7 replace derived (bool), ?8 derived (JSON), ?9 now,
@@ -149,6 +162,25 @@ const (
 			UNION ALL SELECT * FROM (SELECT created_at FROM outbox WHERE state = 'waiting' ORDER BY id LIMIT 1))`
 )
 
+// historyLimit is store.HistoryLimit as SQL text.
+var historyLimit = strconv.Itoa(store.HistoryLimit)
+
+// The statements that keep or read a row's newest store.HistoryLimit
+// attempts.
+var (
+	// pruneSQL: ?1 record id. Keeps the newest store.HistoryLimit attempts
+	// of the row: one probe of attempts_record finds the first id to drop
+	// (none, and so NULL, while the row has no more than the limit).
+	pruneSQL = `DELETE FROM attempts WHERE record_id = ?1 AND id <= (
+			SELECT id FROM attempts WHERE record_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ` +
+		historyLimit + `)`
+	// historySQL: record id. The newest store.HistoryLimit, oldest first.
+	historySQL = `SELECT at, attempt, state, error_class, error_detail, wait_kind, wait_id,
+			ehr_id, ehr_version, request_id
+		FROM (SELECT * FROM attempts WHERE record_id = ? ORDER BY id DESC LIMIT ` + historyLimit + `)
+		ORDER BY id`
+)
+
 // chunkSize is the most ids or keys one statement of Renew or GetMany
 // binds. SQLite refuses a statement with more host parameters than its
 // limit (32766 in the builds of modernc.org/sqlite, 999 in SQLite before
@@ -174,10 +206,11 @@ type statements struct {
 	finishRead, finishSynced, wake                      *sql.Stmt
 	finishRetrying, finishDead, depState, finishWaiting *sql.Stmt
 	toPending, rescue, requeue, requeueAll, resync      *sql.Stmt
+	attempt, prune, rescueAttempts                      *sql.Stmt
 
 	setMeta *sql.Stmt
 
-	get, getByID, list, counts, oldest, meta *sql.Stmt
+	get, getByID, list, counts, oldest, meta, history *sql.Stmt
 
 	all []*sql.Stmt
 }
@@ -204,6 +237,9 @@ func prepareStatements(ctx context.Context, write, read *sql.DB) (*statements, e
 		{write, &st.finishWaiting, "finish waiting", finishWaitingSQL},
 		{write, &st.toPending, "to pending", toPendingSQL},
 		{write, &st.rescue, "rescue", rescueSQL},
+		{write, &st.attempt, "attempt", attemptSQL},
+		{write, &st.prune, "prune attempts", pruneSQL},
+		{write, &st.rescueAttempts, "rescue attempts", rescueAttemptsSQL},
 		{write, &st.requeue, "requeue", requeueSQL},
 		{write, &st.requeueAll, "requeue all", requeueAllSQL},
 		{write, &st.resync, "resync", resyncSQL},
@@ -214,6 +250,7 @@ func prepareStatements(ctx context.Context, write, read *sql.DB) (*statements, e
 		{read, &st.counts, "counts", countsSQL},
 		{read, &st.oldest, "oldest pending", oldestSQL},
 		{read, &st.meta, "meta", metaSQL},
+		{read, &st.history, "history", historySQL},
 	} {
 		s, err := p.db.PrepareContext(ctx, p.sql)
 		if err != nil {

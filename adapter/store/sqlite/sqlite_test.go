@@ -85,7 +85,7 @@ func TestMigrationsApplyOnce(t *testing.T) {
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"1 0001_outbox.sql", "2 0002_sent_hash_derived_meta.sql"}; fmt.Sprint(got) != fmt.Sprint(want) {
+	if want := []string{"1 0001_outbox.sql", "2 0002_sent_hash_derived_meta.sql", "3 0003_attempts.sql"}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("schema_migrations = %v, want %v", got, want)
 	}
 	var mode string

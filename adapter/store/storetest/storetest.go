@@ -70,6 +70,9 @@ func Exercise(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"GetNotFound", testGetNotFound},
 		{"GetMany", testGetMany},
 		{"Meta", testMeta},
+		{"History", testHistory},
+		{"HistoryLimit", testHistoryLimit},
+		{"HistoryRescueAndFinishMany", testHistoryRescueAndFinishMany},
 		{"ConcurrentPipeline", func(t *testing.T, f *fixture) { testConcurrentPipeline(t, f, false) }},
 		{"ConcurrentPipelineFinishMany", func(t *testing.T, f *fixture) { testConcurrentPipeline(t, f, true) }},
 		{"Ping", testPing},
@@ -1922,5 +1925,125 @@ func testMeta(t *testing.T, f *fixture) {
 func testPing(t *testing.T, f *fixture) {
 	if err := f.s.Ping(f.ctx); err != nil {
 		t.Errorf("Ping: %v", err)
+	}
+}
+
+func (f *fixture) history(t *testing.T, id int64) []store.Attempt {
+	t.Helper()
+	h, err := f.s.History(f.ctx, id)
+	if err != nil {
+		t.Fatalf("History(%d): %v", id, err)
+	}
+	return h
+}
+
+func testHistory(t *testing.T, f *fixture) {
+	f.upsert(t, rec("patient", "P1", "h1"))
+	r := f.get(t, "patient", "P1")
+	if h := f.history(t, r.ID); h == nil || len(h) != 0 {
+		t.Fatalf("History of a new row = %#v, want an empty slice", h)
+	}
+	if _, err := f.s.History(f.ctx, r.ID+1000); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("History of an unknown id: err = %v, want ErrNotFound", err)
+	}
+
+	f.deliver(t, "patient", "P1", store.Outcome{State: store.StateRetrying, NextAttemptAt: t0,
+		ErrorClass: "http_503", ErrorDetail: "busy", RequestID: "req-1"}, t0)
+	f.deliver(t, "patient", "P1", store.Outcome{State: store.StateWaiting, WaitKind: "order", WaitID: "O9",
+		ErrorClass: "dependency_pending", RequestID: "req-2"}, t0.Add(time.Second))
+	if err := f.s.Requeue(f.ctx, r.ID, t0.Add(2*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	f.deliver(t, "patient", "P1", store.Outcome{State: store.StateDead, ErrorClass: "rejected_422",
+		ErrorDetail: `{"issue":[]}`, EHRID: "e1", EHRVersion: "1", RequestID: "req-3"}, t0.Add(3*time.Second))
+	// A stale outcome (the row changed while in flight) is recorded with
+	// the state it asked for, though the row becomes pending.
+	if err := f.s.Requeue(f.ctx, r.ID, t0.Add(4*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	c := f.claimOne(t, "w", t0.Add(5*time.Second))
+	f.upsert(t, rec("patient", "P1", "h2"))
+	f.finish(t, c, "w", store.Outcome{State: store.StateSynced, Hash: "h1", EHRID: "e1", EHRVersion: "2", RequestID: "req-4"}, t0.Add(6*time.Second))
+	f.wantState(t, "patient", "P1", store.StatePending)
+
+	want := []store.Attempt{
+		{At: t0, Attempt: 1, State: store.StateRetrying, ErrorClass: "http_503", ErrorDetail: "busy", RequestID: "req-1"},
+		{At: t0.Add(time.Second), Attempt: 2, State: store.StateWaiting, ErrorClass: "dependency_pending",
+			WaitKind: "order", WaitID: "O9", RequestID: "req-2"},
+		{At: t0.Add(3 * time.Second), Attempt: 1, State: store.StateDead, ErrorClass: "rejected_422",
+			ErrorDetail: `{"issue":[]}`, EHRID: "e1", EHRVersion: "1", RequestID: "req-3"},
+		{At: t0.Add(6 * time.Second), Attempt: 1, State: store.StateSynced, EHRID: "e1", EHRVersion: "2", RequestID: "req-4"},
+	}
+	got := f.history(t, r.ID)
+	if len(got) != len(want) {
+		t.Fatalf("History = %d attempts, want %d: %+v", len(got), len(want), got)
+	}
+	for i := range want {
+		if !got[i].At.Equal(want[i].At) {
+			t.Errorf("attempt %d: At %v, want %v", i, got[i].At, want[i].At)
+		}
+		got[i].At = want[i].At
+		if got[i] != want[i] {
+			t.Errorf("attempt %d = %+v\nwant %+v", i, got[i], want[i])
+		}
+	}
+
+	// A lost lease records nothing.
+	c = f.claimOne(t, "a", t0.Add(7*time.Second))
+	if err := f.s.Finish(f.ctx, c.ID, "b", store.Outcome{State: store.StateSynced, Hash: c.Hash}, t0); !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("Finish by another owner: %v", err)
+	}
+	if h := f.history(t, c.ID); len(h) != len(want) {
+		t.Errorf("History after a lost lease = %d attempts, want still %d", len(h), len(want))
+	}
+}
+
+func testHistoryLimit(t *testing.T, f *fixture) {
+	f.upsert(t, rec("patient", "P1", "h"))
+	n := store.HistoryLimit + 5
+	for i := range n {
+		f.deliver(t, "patient", "P1", store.Outcome{State: store.StateRetrying, NextAttemptAt: t0,
+			ErrorClass: "http_503", RequestID: fmt.Sprint("req-", i)}, t0.Add(time.Duration(i)*time.Second))
+	}
+	h := f.history(t, f.get(t, "patient", "P1").ID)
+	if len(h) != store.HistoryLimit {
+		t.Fatalf("History = %d attempts, want the newest %d", len(h), store.HistoryLimit)
+	}
+	for i, a := range h {
+		k := n - store.HistoryLimit + i
+		if a.RequestID != fmt.Sprint("req-", k) || a.Attempt != k+1 {
+			t.Errorf("attempt %d: request %q attempt %d, want req-%d attempt %d", i, a.RequestID, a.Attempt, k, k+1)
+		}
+	}
+}
+
+func testHistoryRescueAndFinishMany(t *testing.T, f *fixture) {
+	f.upsert(t, rec("patient", "P1", "h"), rec("patient", "P2", "h"))
+	rs := f.claim(t, "crashed", 2, t0)
+	if n, err := f.s.Rescue(f.ctx, t0.Add(lease+time.Second)); err != nil || n != 2 {
+		t.Fatalf("Rescue = %d, %v; want 2", n, err)
+	}
+	rs = f.claim(t, "w", 2, t0.Add(2*lease))
+	errs := f.finishMany(t, "w", []store.Completion{
+		{ID: rs[0].ID, Outcome: store.Outcome{State: store.StateSynced, Hash: "h", EHRID: "a", RequestID: "r0"}},
+		{ID: rs[1].ID, Outcome: store.Outcome{State: store.StateDead, Hash: "h", ErrorClass: "rejected_422", RequestID: "r1"}},
+	}, t0.Add(2*lease))
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("FinishMany item %d: %v", i, err)
+		}
+	}
+	for i, r := range rs {
+		h := f.history(t, r.ID)
+		if len(h) != 2 {
+			t.Fatalf("row %d: History = %+v, want 2 attempts", r.ID, h)
+		}
+		if h[0].State != store.StateRetrying || h[0].ErrorClass != store.ErrorClassLeaseExpired || h[0].Attempt != 1 ||
+			!h[0].At.Equal(t0.Add(lease+time.Second)) {
+			t.Errorf("row %d: first attempt %+v, want retrying lease_expired, attempt 1, at the rescue", r.ID, h[0])
+		}
+		if h[1].RequestID != fmt.Sprint("r", i) || h[1].Attempt != 2 {
+			t.Errorf("row %d: second attempt %+v, want request r%d, attempt 2", r.ID, h[1], i)
+		}
 	}
 }
