@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
 	"syscall"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/ketamine-fhir/ketamine-fhir/adapter/store"
 	"github.com/ketamine-fhir/ketamine-fhir/adapter/store/postgres"
+	"github.com/ketamine-fhir/ketamine-fhir/adapter/store/sqlite"
 	"github.com/ketamine-fhir/ketamine-fhir/fhirtest"
 	"github.com/ketamine-fhir/ketamine-fhir/internal/pgtest"
 )
@@ -182,4 +184,151 @@ func listAll(t *testing.T, ctx context.Context, st store.Store) []store.Record {
 		}
 	}
 	return all
+}
+
+// TestStoreCopyEveryStateThenSync copies a SQLite outbox holding rows in
+// every state (synced, pending, in flight with a dead process's lease,
+// retrying, waiting, dead), with histories and settings, to PostgreSQL;
+// checks that every field came across, that a second copy is refused and
+// a resumed one adds nothing; then syncs from PostgreSQL: the EHR ends up
+// with every record exactly once.
+func TestStoreCopyEveryStateThenSync(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts and kills a subprocess")
+	}
+	dsn, _ := pgtest.Schema(t)
+	t.Parallel()
+	ctx := t.Context()
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d", seed)
+	dir := t.TempDir()
+	c := newClinic(t, dir, 4, 53)
+	ehr := fhirtest.NewServer(fhirtest.WithSeed(seed))
+	defer ehr.Close()
+	ehr.SetFailureRate(0.2, http.StatusServiceUnavailable)
+	ehr.SetLatency(2*time.Millisecond, 5*time.Millisecond)
+	sqliteCfg := writeConfig(t, dir, ehr.URL, "2s")
+	pgCfg := writePostgresConfig(t, dir, dsn, ehr.URL, "2s")
+	runCLI(t, "", "import", "--quiet", "--config", sqliteCfg, c.path).want(t, exitOK, "import")
+
+	// A sync killed mid-run leaves synced, pending and perhaps in-flight
+	// and retrying rows.
+	ch := startChild(t, "sync", "--config", sqliteCfg)
+	deadline := time.Now().Add(30 * time.Second)
+	for total(ehr.Counts()) < 5 && time.Now().Before(deadline) {
+		select {
+		case <-ch.done:
+			t.Fatalf("sync finished before it was killed\nstderr:\n%s", clip(ch.stderr.String()))
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	ch.cmd.Process.Signal(syscall.SIGKILL)
+	<-ch.done
+
+	// The other states by hand: dead, waiting, retrying, and in flight
+	// under an expired lease.
+	src, err := sqlite.Open(ctx, filepath.Join(dir, "o.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	rows, err := src.Claim(ctx, "copy-test", 3, now, time.Minute)
+	if err != nil || len(rows) != 3 {
+		t.Fatalf("Claim: %d rows, %v", len(rows), err)
+	}
+	for i, out := range []store.Outcome{
+		{State: store.StateDead, ErrorClass: "rejected_422", ErrorDetail: `{"status":422}`, RequestID: "req-1"},
+		{State: store.StateWaiting, ErrorClass: "patient_unknown", ErrorDetail: "held"},
+		{State: store.StateRetrying, ErrorClass: "http_503", NextAttemptAt: now},
+	} {
+		out.Hash = rows[i].Hash
+		if err := src.Finish(ctx, rows[i].ID, "copy-test", out, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := src.Claim(ctx, "ghost", 1, now.Add(-time.Hour), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.SetMeta(ctx, "copy-test", "v1"); err != nil {
+		t.Fatal(err)
+	}
+	srcRows := listAll(t, ctx, src)
+	states := map[store.State]int{}
+	for _, r := range srcRows {
+		states[r.State]++
+	}
+	t.Logf("source rows by state: %v", states)
+	for _, s := range store.States {
+		if states[s] == 0 {
+			t.Errorf("the source has no %s row", s)
+		}
+	}
+	srcMeta, err := src.MetaAll(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srcHist := map[int64][]store.Attempt{}
+	for _, r := range srcRows {
+		if srcHist[r.ID], err = src.History(ctx, r.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src.Close()
+
+	from := "sqlite:" + filepath.Join(dir, "o.db")
+	cp := runCLI(t, "", "store", "copy", "--from", from, "--to", dsn)
+	cp.want(t, exitOK, "store copy")
+	if want := fmt.Sprintf("copied %d rows (0 already in the target) and %d settings", len(srcRows), len(srcMeta)); !strings.Contains(cp.stdout, want) {
+		t.Errorf("store copy said %q, want %q", cp.stdout, want)
+	}
+	again := runCLI(t, "", "store", "copy", "--from", from, "--to", dsn)
+	again.want(t, exitUsage, "store copy into a non-empty target")
+	if !strings.Contains(again.stderr, "--resume") {
+		t.Errorf("the refusal does not mention --resume: %q", again.stderr)
+	}
+	resumed := runCLI(t, "", "store", "copy", "--resume", "--from", from, "--to", dsn)
+	resumed.want(t, exitOK, "store copy --resume")
+	if want := fmt.Sprintf("copied 0 rows (%d already in the target)", len(srcRows)); !strings.Contains(resumed.stdout, want) {
+		t.Errorf("store copy --resume said %q, want %q", resumed.stdout, want)
+	}
+
+	dst, err := postgres.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	dstRows := listAll(t, ctx, dst)
+	if len(dstRows) != len(srcRows) {
+		t.Fatalf("target has %d rows, source %d", len(dstRows), len(srcRows))
+	}
+	for i := range srcRows {
+		if !reflect.DeepEqual(srcRows[i], dstRows[i]) {
+			t.Errorf("row %d differs after the copy:\nsource %+v\ntarget %+v", srcRows[i].ID, srcRows[i], dstRows[i])
+		}
+		h, err := dst.History(ctx, srcRows[i].ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(h, srcHist[srcRows[i].ID]) {
+			t.Errorf("row %d: history %+v, want %+v", srcRows[i].ID, h, srcHist[srcRows[i].ID])
+		}
+	}
+	if m, err := dst.MetaAll(ctx); err != nil || !reflect.DeepEqual(m, srcMeta) {
+		t.Errorf("target meta %v (%v), want %v", m, err, srcMeta)
+	}
+
+	// Release the dead and held rows, then deliver the rest from
+	// PostgreSQL (the ghost's lease has expired: rescued at once).
+	for _, r := range rows[:2] {
+		if err := dst.Requeue(ctx, r.ID, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sync := runCLI(t, "", "sync", "--config", pgCfg)
+	sync.want(t, exitOK, "sync from PostgreSQL")
+	assertAllSynced(t, parseCountsTable(t, sync.stdout), c.kinds())
+	assertEHRExactlyOnce(t, ehr, c.recs)
+	for i, out := range []string{cp.stdout, cp.stderr, again.stderr, sync.stdout, sync.stderr, ch.stderr.String()} {
+		c.phi.Check(t, fmt.Sprintf("output %d", i+1), out)
+	}
 }
