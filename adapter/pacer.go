@@ -118,6 +118,7 @@ type Pacer struct {
 	prevOK     float64 // successful answers per second of the last slow-start period
 	slowT      int     // throttled answers in slow start
 	slowN      int     // of that many answers
+	shared     share   // this instance's share of the rate (pacer_share.go)
 }
 
 // NewPacer returns a Pacer for cfg.
