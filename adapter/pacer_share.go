@@ -115,3 +115,8 @@ func (e *Engine) storeNotify() <-chan struct{} {
 	}
 	return nil
 }
+
+// Instances returns how many live instances share the EHR's rate with
+// this engine, as its last heartbeat counted them (1 with a store of its
+// own).
+func (e *Engine) Instances() int { return e.pacer.Share() }

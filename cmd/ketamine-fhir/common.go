@@ -128,6 +128,11 @@ func setupWith(ctx context.Context, cfg *adapter.Config, stderr io.Writer, opts 
 		fmt.Fprintf(stderr, "ketamine-fhir: %v\n", err)
 		return nil, exitUsage
 	}
+	if driver, _, _ := adapter.ParseStore(cfg.Store); metrics.RegisterStore(reg, driver, eng.Instances) != nil {
+		st.Close()
+		fmt.Fprintln(stderr, "ketamine-fhir: registering the store metrics failed")
+		return nil, exitUsage
+	}
 	return &env{cfg: cfg, log: log, store: st, reg: reg, metrics: m, engine: eng}, exitOK
 }
 
