@@ -15,6 +15,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/ketamine-fhir/ketamine-fhir/adapter/ehr"
 	"github.com/ketamine-fhir/ketamine-fhir/mapping"
 )
 
@@ -69,6 +70,8 @@ type EHRConfig struct {
 	RetryWaitMax Duration `yaml:"retry_wait_max"`
 	// Auth says how to authenticate.
 	Auth AuthConfig `yaml:"auth"`
+	// TLS adds mutual TLS and a CA bundle, with any auth mode.
+	TLS EHRTLSConfig `yaml:"tls"`
 	// WriteStrategy maps a FHIR resource type (or "default") to
 	// "conditional-update", "conditional-create" or "transaction". Defaults
 	// to conditional-update for every type.
@@ -106,17 +109,32 @@ type AuthConfig struct {
 	// PrivateKey is the PEM private key (mode smart-backend), normally a
 	// file: reference. Secret.
 	PrivateKey string `yaml:"private_key" secret:"true"`
-	// KeyID is the "kid" of the key registered with the EHR.
+	// PrivateKey may hold several keys (a rotation): the first signs,
+	// all are published at api.jwks_path.
+	//
+	// KeyID is the "kid" of the first key, as registered with the EHR.
+	// Defaults to its RFC 7638 thumbprint, the kid `keys generate` writes.
 	KeyID string `yaml:"key_id"`
 	// Scopes are space-separated scopes, e.g. "system/*.write".
 	Scopes string `yaml:"scopes"`
 	// TokenURL is the OAuth2 token endpoint of modes client-secret and
-	// smart-backend. Validate requires it with client-secret. With
-	// smart-backend it may be empty: the EHR client (adapter/ehr) then
+	// smart-backend. It may be empty: the EHR client (adapter/ehr) then
 	// reads token_endpoint from BaseURL + "/.well-known/smart-configuration"
 	// at its first token request and keeps it for the life of the process;
 	// a failed discovery is tried again at the next token request.
 	TokenURL string `yaml:"token_url"`
+}
+
+// EHRTLSConfig configures TLS to the EHR. The files are re-read when
+// they change (renewed certificates), without a restart.
+type EHRTLSConfig struct {
+	// ClientCert and ClientKey are PEM files of the client certificate
+	// and key for mutual TLS; set both or neither.
+	ClientCert string `yaml:"client_cert"`
+	ClientKey  string `yaml:"client_key"`
+	// CABundle is a PEM file of the CAs trusted for the EHR's certificate
+	// instead of the system roots.
+	CABundle string `yaml:"ca_bundle"`
 }
 
 // PatientsConfig says what to do with a patient the EHR does not know.
@@ -173,11 +191,21 @@ type APIConfig struct {
 	// Token is the bearer token every /v1 call must carry. Secret; required
 	// by serve.
 	Token string `yaml:"token" secret:"true"`
+	// UIToken is a second secret that signs in to the operator console at
+	// /ui only (the API token signs in too), so that console users need
+	// not hold the API token. Secret; optional. Defaults to "" (only
+	// api.token signs in).
+	UIToken string `yaml:"ui_token" secret:"true"`
 	// MaxBodyBytes caps a request body. Defaults to 10 MiB.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// TLSCert and TLSKey are PEM files; both set turns TLS on.
 	TLSCert string `yaml:"tls_cert"`
 	TLSKey  string `yaml:"tls_key"`
+	// JWKSPath, when set, is where serve publishes the public JWK Set of
+	// ehr.auth.private_key (every key of a rotation), unauthenticated, for
+	// an EHR that registers the client by JWKS URL. E.g.
+	// "/.well-known/jwks.json". Empty publishes nothing.
+	JWKSPath string `yaml:"jwks_path"`
 	// ReadyTimeout bounds the store check of /readyz and each probe of
 	// the EHR. Defaults to 2s.
 	ReadyTimeout Duration `yaml:"ready_timeout"`
@@ -496,15 +524,14 @@ func (c *Config) Validate() error {
 		if a.ClientSecret == "" {
 			add("ehr.auth.client_secret: required with mode client-secret")
 		}
-		if a.TokenURL == "" {
-			add("ehr.auth.token_url: required with mode client-secret")
-		}
 	case "smart-backend":
 		if a.ClientID == "" {
 			add("ehr.auth.client_id: required with mode smart-backend")
 		}
 		if a.PrivateKey == "" {
 			add("ehr.auth.private_key: required with mode smart-backend (a file: reference to a PEM key)")
+		} else if _, err := ehr.PublicJWKS([]byte(a.PrivateKey), a.KeyID); err != nil {
+			add("ehr.auth.private_key: %v", err)
 		}
 	default:
 		add("ehr.auth.mode: %q is not one of none, bearer, client-secret, smart-backend", a.Mode)
@@ -577,6 +604,21 @@ func (c *Config) Validate() error {
 	}
 	if c.API.EHRProbeInterval <= 0 {
 		add("api.ehr_probe_interval: must be positive")
+	}
+	if c.API.UIToken != "" && len(c.API.UIToken) < 16 {
+		add("api.ui_token: at least 16 characters when set (it signs in to the console)")
+	}
+	if c.API.UIToken != "" && c.API.UIToken == c.API.Token {
+		add("api.ui_token: must differ from api.token (leave it empty to sign in with api.token)")
+	}
+	if t := c.EHR.TLS; (t.ClientCert == "") != (t.ClientKey == "") {
+		add("ehr.tls.client_cert, ehr.tls.client_key: set both or neither")
+	}
+	if c.API.JWKSPath != "" && (!strings.HasPrefix(c.API.JWKSPath, "/") || strings.HasPrefix(c.API.JWKSPath, "/v1/")) {
+		add("api.jwks_path: must be a path starting with / outside /v1/, e.g. /.well-known/jwks.json")
+	}
+	if c.API.JWKSPath != "" && c.EHR.Auth.Mode != "smart-backend" {
+		add("api.jwks_path: needs ehr.auth.mode smart-backend (it publishes the public keys of ehr.auth.private_key)")
 	}
 	if (c.API.TLSCert == "") != (c.API.TLSKey == "") {
 		add("api.tls_cert, api.tls_key: set both or neither")

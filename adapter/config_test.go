@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ketamine-fhir/ketamine-fhir/adapter/ehr"
 )
 
 // env is a getenv over a map.
@@ -235,28 +237,33 @@ func TestLoadConfigFileSecret(t *testing.T) {
 	}
 }
 
-// TestTokenURL holds what the TokenURL doc says: required with
-// client-secret, optional with smart-backend (the EHR client discovers it).
+// TestTokenURL holds what the TokenURL doc says: optional with
+// client-secret and smart-backend (the EHR client discovers it). A
+// smart-backend key is checked (parsed, key policy) by Validate.
 func TestTokenURL(t *testing.T) {
+	key, _, _, err := ehr.GenerateKey(ehr.AlgES384)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
-		name, mode, tokenURL string
-		ok                   bool
+		name, mode, tokenURL, key string
+		problem                   string // "" for none
 	}{
-		{"smart-backend discovers", "smart-backend", "", true},
-		{"smart-backend configured", "smart-backend", "https://auth.example.org/token", true},
-		{"client-secret configured", "client-secret", "https://auth.example.org/token", true},
-		{"client-secret needs it", "client-secret", "", false},
+		{"smart-backend discovers", "smart-backend", "", string(key), ""},
+		{"smart-backend configured", "smart-backend", "https://auth.example.org/token", string(key), ""},
+		{"client-secret configured", "client-secret", "https://auth.example.org/token", "", ""},
+		{"client-secret discovers", "client-secret", "", "", ""},
+		{"smart-backend bad key", "smart-backend", "", "-----BEGIN PRIVATE KEY-----", "ehr.auth.private_key: ehr: auth private key: no PEM private key found"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := DefaultConfig()
-			cfg.EHR.Auth = AuthConfig{Mode: tc.mode, ClientID: "c", ClientSecret: "s",
-				PrivateKey: "-----BEGIN PRIVATE KEY-----", TokenURL: tc.tokenURL}
+			cfg.EHR.Auth = AuthConfig{Mode: tc.mode, ClientID: "c", ClientSecret: "s", PrivateKey: tc.key, TokenURL: tc.tokenURL}
 			err := cfg.Validate()
-			if tc.ok && err != nil {
+			if tc.problem == "" && err != nil {
 				t.Errorf("Validate: %v", err)
 			}
-			if !tc.ok && (err == nil || !strings.Contains(err.Error(), "ehr.auth.token_url")) {
-				t.Errorf("Validate = %v, want a problem naming ehr.auth.token_url", err)
+			if tc.problem != "" && (err == nil || !strings.Contains(err.Error(), tc.problem)) {
+				t.Errorf("Validate = %v, want a problem %q", err, tc.problem)
 			}
 		})
 	}

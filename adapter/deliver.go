@@ -141,14 +141,34 @@ func (e *Engine) deliverItem(ctx context.Context, p *pipeline, it *item) result 
 			e.patientIDs.Store(rec.Patient.MRN, id)
 		}
 	}
+	// The derived resources: a transient failure of one does not hold up
+	// the others (each 429/503 costs its Retry-After, and an
+	// administration has a dozen), so a retry sends only those that
+	// failed, after one wait.
 	typ := primaryType(rec.Kind)
-	for it.derived < len(it.mapped)-1 {
-		d := it.mapped[1+it.derived]
-		d.JSON = withSelf(d.JSON, typ, typ+"/"+it.id)
-		if _, _, err := e.write(ctx, d, "", ""); err != nil {
-			return e.failed(it, err)
+	if it.derivedDone == nil {
+		it.derivedDone = make([]bool, len(it.mapped)-1)
+	}
+	var transient error
+	for i, done := range it.derivedDone {
+		if done {
+			continue
 		}
-		it.derived, it.tries = it.derived+1, 0 // progress renews the budget of in-memory tries
+		d := it.mapped[1+i]
+		d.JSON = withSelf(d.JSON, typ, typ+"/"+it.id)
+		if _, _, err := e.writeConditional(ctx, d, true); err != nil {
+			if ehr.Classify(err) != ehr.ClassTransient {
+				return e.failed(it, err)
+			}
+			if transient == nil {
+				transient = err
+			}
+			continue
+		}
+		it.derivedDone[i], it.tries = true, 0 // progress renews the budget of in-memory tries
+	}
+	if transient != nil {
+		return e.failed(it, transient)
 	}
 	stale := staleDerived(r.Derived, it.mapped)
 	for it.retired < len(stale) {
@@ -222,7 +242,15 @@ func (e *Engine) failed(it *item, err error) result {
 		retryAfter = te.RetryAfter
 	}
 	out.State, out.ErrorDetail = store.StateRetrying, err.Error()
-	return result{out: out, retry: true, delay: e.shortRetry.Delay(it.tries+1, retryAfter)}
+	delay := e.shortRetry.Delay(it.tries+1, 0)
+	if retryAfter > 0 {
+		// The EHR said when to come back: then, not later. Backing off
+		// beyond it would only stretch the tail of a sync under random
+		// faults; a real rate limit is the pacer's to follow, for every
+		// request at once.
+		delay = retryAfter
+	}
+	return result{out: out, retry: true, delay: delay}
 }
 
 // holdPatient resolves a patient by MRN when patients.create is false:
@@ -386,11 +414,11 @@ func (e *Engine) write(ctx context.Context, res mapping.Resource, knownID, known
 		var rej *ehr.RejectedError
 		if errors.As(err, &rej) && (rej.Status == http.StatusNotFound || rej.Status == http.StatusGone) {
 			// Deleted in the EHR since: write it again conditionally.
-			return e.writeConditional(ctx, res)
+			return e.writeConditional(ctx, res, false)
 		}
 		return id, v, err
 	}
-	return e.writeConditional(ctx, res)
+	return e.writeConditional(ctx, res, false)
 }
 
 func (e *Engine) updateByID(ctx context.Context, res mapping.Resource, id, version string) (string, string, error) {
@@ -416,7 +444,12 @@ func (e *Engine) updateByID(ctx context.Context, res mapping.Resource, id, versi
 	return orDefault(resp.ID, id), resp.Version, nil
 }
 
-func (e *Engine) writeConditional(ctx context.Context, res mapping.Resource) (string, string, error) {
+// writeConditional writes res on its business identifier. minimal asks a
+// conditional update for no body back (Prefer: return=minimal), which
+// saves both sides the resource's JSON: for a derived resource, whose id
+// nothing needs (the id and version it returns are then those the EHR's
+// headers give, if any).
+func (e *Engine) writeConditional(ctx context.Context, res mapping.Resource, minimal bool) (string, string, error) {
 	query := res.Identifier.Query()
 	strategy := e.cfg.EHR.Strategy(res.Type)
 	if res.Type == "Patient" && e.cfg.EHR.WriteStrategy["Patient"] == "" {
@@ -435,8 +468,11 @@ func (e *Engine) writeConditional(ctx context.Context, res mapping.Resource) (st
 		}
 		return resp.ID, resp.Version, nil
 	}
-	resp, err := e.client.Do(ctx, ehr.Request{Method: http.MethodPut, Path: res.Type + "?" + query,
-		ResourceType: res.Type, Body: res.JSON})
+	req := ehr.Request{Method: http.MethodPut, Path: res.Type + "?" + query, ResourceType: res.Type, Body: res.JSON}
+	if minimal {
+		req.Prefer = "return=minimal"
+	}
+	resp, err := e.client.Do(ctx, req)
 	if err != nil {
 		return "", "", err
 	}

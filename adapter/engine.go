@@ -134,6 +134,7 @@ func New(cfg *Config, st store.Store, opts Options) (*Engine, error) {
 			PrivateKeyPEM: key, KeyID: cfg.EHR.Auth.KeyID,
 			Scopes: cfg.EHR.Auth.Scopes, TokenURL: cfg.EHR.Auth.TokenURL,
 		},
+		TLS: ehr.TLSConfig{ClientCert: cfg.EHR.TLS.ClientCert, ClientKey: cfg.EHR.TLS.ClientKey, CABundle: cfg.EHR.TLS.CABundle},
 		Hooks: ehr.Hooks{
 			OnRequest:      e.metrics.EHRRequest,
 			OnRetry:        e.metrics.Retry,

@@ -114,11 +114,12 @@ type Pacer struct {
 	pauseWhy   string
 	paused     chan struct{} // closed when a pause may have ended
 	inFlight   int
-	slow       bool    // in slow start
-	prevOK     float64 // successful answers per second of the last slow-start period
-	slowT      int     // throttled answers in slow start
-	slowN      int     // of that many answers
-	shared     share   // this instance's share of the rate (pacer_share.go)
+	slow       bool       // in slow start
+	prevOK     float64    // successful answers per second of the last slow-start period
+	slowT      int        // throttled answers in slow start
+	slowN      int        // of that many answers
+	bicMax     rate.Limit // the rate that ended slow start, until a decrease: increases climb back to it faster
+	shared     share      // this instance's share of the rate (pacer_share.go)
 }
 
 // NewPacer returns a Pacer for cfg.
@@ -318,7 +319,7 @@ func (p *Pacer) roll(now time.Time) {
 		} else {
 			p.setLimit(now, p.probeFrom)
 		}
-		p.chainN = 0
+		p.chainN, p.bicMax = 0, 0
 		if p.exitN > 0 && !p.beyondNoise(p.exitT, p.exitN) {
 			// The 429/503 that ended slow start were noise too.
 			p.slow, p.prevOK, p.exitN = true, 0, 0
@@ -339,6 +340,12 @@ func (p *Pacer) roll(now time.Time) {
 		sentRate := rate.Limit(float64(sent) / elapsed.Seconds())
 		if limit != rate.Inf && sentRate >= 0.8*limit {
 			next := limit + p.step
+			if p.bicMax > limit {
+				// Climbing back after slow start: halve the way to the
+				// rate that ended it (BIC), by at most an eighth per
+				// window, so that the first overshoot is small.
+				next = max(next, min(limit*9/8, limit+(p.bicMax-limit)/2))
+			}
 			if p.cfg.MaxRate > 0 {
 				next = min(next, rate.Limit(p.cfg.MaxRate))
 			}
@@ -355,6 +362,7 @@ func (p *Pacer) decrease(now time.Time, next rate.Limit, throttled, answers int)
 		return
 	}
 	p.probing, p.probeFrom, p.probeT, p.probeN = true, limit, throttled, answers
+	p.bicMax = 0
 	if p.chainN == 0 {
 		p.chainFrom, p.chainT, p.chainN = limit, throttled, answers
 	}
@@ -415,6 +423,7 @@ func (p *Pacer) rollSlow(now time.Time, elapsed time.Duration) {
 		p.slow = false
 		p.exitT, p.exitN = throttled, answers
 		p.decrease(now, max(rate.Limit(p.cfg.MinRate), limit/4), throttled, answers)
+		p.bicMax = limit / 2 // the last rate that did not look limited
 	case sentRate >= 0.5*float64(limit):
 		// The rate holds the callers back: double it.
 		p.skip = p.inFlight

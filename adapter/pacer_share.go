@@ -43,6 +43,10 @@ func (p *Pacer) SetShare(n int) {
 		p.cfg.MaxRate = s.fullMax / float64(n)
 		p.step = rate.Limit(max(p.cfg.MinRate, p.cfg.MaxRate*stepShare))
 	}
+	if p.bicMax > 0 && p.bicMax != rate.Inf {
+		// The rate increases climb back to is scaled the same way.
+		p.bicMax = p.bicMax * rate.Limit(old) / rate.Limit(n)
+	}
 	l := p.limiter.Limit()
 	if l == rate.Inf {
 		return

@@ -77,11 +77,11 @@ type item struct {
 
 	// Progress kept across in-memory retries, so a retry resumes where the
 	// last attempt stopped.
-	mapped   []mapping.Resource
-	sentHash string
-	id, ver  string // the primary resource in the EHR, once written
-	derived  int    // derived resources written
-	retired  int    // stale derived resources retired
+	mapped      []mapping.Resource
+	sentHash    string
+	id, ver     string // the primary resource in the EHR, once written
+	derivedDone []bool // which derived resources (mapped[1:]) are written
+	retired     int    // stale derived resources retired
 }
 
 // key is the dependency key of the item's own record.
@@ -131,6 +131,7 @@ type pipeline struct {
 	ready    []unit
 	delayed  delayHeap
 	batches  map[string]*txBatch
+	idle     int  // workers waiting for a unit
 	stopping bool // no more dispatch to workers: finish what is held
 	closed   bool // the ready queue is closed: workers exit when it is empty
 
@@ -509,13 +510,24 @@ func (p *pipeline) next() (unit, bool) {
 			}
 			return u, true
 		}
+		if b := p.takeBatchLocked(time.Now()); b != nil {
+			// Rather than idle until its linger ends.
+			p.mu.Unlock()
+			return unit{items: b.items, tx: true}, true
+		}
 		closed := p.closed
+		if !closed {
+			p.idle++
+		}
 		p.mu.Unlock()
 		if closed {
 			p.signal(p.readyCh) // let the other workers see it too
 			return unit{}, false
 		}
 		<-p.readyCh
+		p.mu.Lock()
+		p.idle--
+		p.mu.Unlock()
 	}
 }
 

@@ -16,7 +16,13 @@ type txBatch struct {
 	items   []*item
 	entries int // estimated
 	timer   *time.Timer
+	created time.Time
 }
+
+// idleLinger is how long a Bundle gathers at most while a worker is idle:
+// long enough for the rows of one claim to join it, and no longer, since
+// an idle worker is capacity the linger would waste.
+const idleLinger = 2 * time.Millisecond
 
 // batch adds an item to its patient's Bundle, which goes to the ready
 // queue when it holds ehr.transaction_size entries or after
@@ -27,9 +33,13 @@ func (p *pipeline) batch(it *item) {
 	p.mu.Lock()
 	b := p.batches[key]
 	if b == nil {
-		b = &txBatch{}
+		b = &txBatch{created: time.Now()}
 		p.batches[key] = b
-		b.timer = time.AfterFunc(p.e.cfg.EHR.TransactionLinger.D(), func() { p.flushBatch(key, b) })
+		linger := p.e.cfg.EHR.TransactionLinger.D()
+		if p.idle > 0 {
+			linger = min(linger, idleLinger)
+		}
+		b.timer = time.AfterFunc(linger, func() { p.flushBatch(key, b) })
 	}
 	b.items = append(b.items, it)
 	b.entries += estimateEntries(it.rec)
@@ -75,6 +85,24 @@ func (p *pipeline) flushBatch(key string, b *txBatch) {
 	delete(p.batches, key)
 	p.mu.Unlock()
 	p.enqueue(unit{items: b.items, tx: true})
+}
+
+// takeBatchLocked removes and returns the fullest gathering batch that is
+// at least idleLinger old, for a worker that would otherwise wait; nil if
+// there is none. p.mu is held.
+func (p *pipeline) takeBatchLocked(now time.Time) *txBatch {
+	var best *txBatch
+	var bestKey string
+	for k, b := range p.batches {
+		if now.Sub(b.created) >= idleLinger && (best == nil || b.entries > best.entries) {
+			best, bestKey = b, k
+		}
+	}
+	if best != nil {
+		delete(p.batches, bestKey)
+		best.timer.Stop()
+	}
+	return best
 }
 
 // flushBatches sends every gathering batch on now.
@@ -157,7 +185,7 @@ func (e *Engine) bundleEntries(it *item) []mapping.BundleEntry {
 				entry.Resource.JSON = body
 				entry.URL = res.Type + "/" + r.EHRID
 				entry.FullURL = ""
-				entry.IfMatch = r.EHRVersion
+				entry.IfMatch = `W/"` + r.EHRVersion + `"` // an ETag, as the If-Match header carries
 			}
 		}
 		entries = append(entries, entry)
@@ -202,7 +230,11 @@ func (e *Engine) sendBundle(ctx context.Context, p *pipeline, part []txEntry) {
 		primary := results[pos]
 		pos += len(t.entries)
 		it := t.it
-		it.id, it.ver, it.derived = primary.ID, primary.Version, len(it.mapped)-1
+		it.id, it.ver = primary.ID, primary.Version
+		it.derivedDone = make([]bool, len(it.mapped)-1)
+		for i := range it.derivedDone {
+			it.derivedDone[i] = true
+		}
 		if it.rec.Kind == mapping.KindPatient {
 			e.patientIDs.Store(it.rec.Patient.MRN, primary.ID)
 		}

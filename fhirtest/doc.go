@@ -154,6 +154,21 @@
 // as HTTP/1.1 (ALPN), as most EHRs do; Client trusts the certificate and
 // speaks HTTP/2. Over HTTP/2 a dropped request (DropNext, SetDropRate,
 // LoseDrop) resets its stream rather than the whole connection.
+// WithTLSCertificate serves a certificate of your own (from a test CA) and
+// WithClientCAs requires a client certificate from those CAs (mutual TLS).
+//
+// # SMART Backend Services
+//
+// WithSMART makes the server an authorization server as EHRs run them:
+// BASE/.well-known/smart-configuration, a client_credentials token
+// endpoint that authenticates clients by a JWT assertion (RS384 or ES384,
+// verified against the client's JWKS, inline or by URL, with the iss,
+// sub, aud, exp and jti checks of the SMART spec) or by a client secret,
+// and expiring tokens whose system/ scopes (v1 read/write, v2 cruds) are
+// enforced on the FHIR API: 401 without a valid token, 403 with an
+// OperationOutcome naming the missing scope. Server.SMART returns the
+// AuthServer for registering and revoking clients and for faults
+// (ExpireTokens, FailTokenEndpoint, SetClockSkew).
 //
 // # Concurrency and scale
 //

@@ -88,6 +88,14 @@ func isWrite(r *http.Request) bool {
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	entry := RequestLog{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Proto: r.Proto, Time: s.now(),
 		RequestID: r.Header.Get("X-Request-Id"), IfNoneExist: r.Header.Get("If-None-Exist")}
+	if s.auth != nil {
+		if resp := s.auth.serve(r); resp != nil {
+			entry.Status = resp.status
+			s.log.add(entry)
+			resp.write(w)
+			return
+		}
+	}
 	write := isWrite(r)
 	plan := s.faults.plan(entry.Time, write)
 	if plan.rateLimited {

@@ -2,6 +2,8 @@ package fhirtest
 
 import (
 	"crypto/tls"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -31,6 +33,7 @@ type Server struct {
 	validator *validator
 	log       requestLog
 	conns     atomic.Int64 // TCP connections accepted, see Connections
+	auth      *AuthServer  // WithSMART; nil without
 
 	mu      sync.Mutex // guards ts and started
 	ts      *httptest.Server
@@ -54,6 +57,8 @@ type config struct {
 	pageSize     int
 	maxPageSize  int
 	maxBodyBytes int64
+	smart        *SMARTConfig // WithSMART
+	tls          tlsOptions   // WithTLSCertificate, WithClientCAs
 }
 
 // Option configures a Server.
@@ -161,6 +166,9 @@ func NewUnstartedServer(opts ...Option) *Server {
 		closing:   make(chan struct{}),
 	}
 	s.log.now = s.now
+	if cfg.smart != nil {
+		s.auth = newAuthServer(s, *cfg.smart)
+	}
 	return s
 }
 
@@ -197,6 +205,10 @@ func (s *Server) start(useTLS bool) {
 	if useTLS {
 		ts.EnableHTTP2 = true
 		ts.TLS = &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
+		s.cfg.tls.apply(ts.TLS)
+		if s.cfg.tls.clientCAs != nil {
+			ts.Config.ErrorLog = log.New(io.Discard, "", 0) // refused client certificates are expected
+		}
 		ts.StartTLS()
 	} else {
 		ts.Start()

@@ -13,6 +13,8 @@
 //	GET  /metrics                      Prometheus metrics of the registry in Options
 //	GET  /healthz                      the process is up
 //	GET  /readyz                       the store answers: records can be accepted
+//	     /ui, /ui/...                  the operator console (Options.Console, package ui),
+//	                                   with its own sign-in and sessions
 //
 // /readyz does not look at the EHR: the adapter accepts and stores records
 // while the EHR is down. An EHRProber, started and stopped by its owner

@@ -62,6 +62,13 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock. Defaults to time.Now.
 	Now func() time.Time
+	// Console is the operator console (adapter/api/ui), served at /ui and
+	// under /ui/ with its own sign-in. Nil serves no console.
+	Console http.Handler
+	// JWKSPath, when set with JWKS, serves the public JWK Set JWKS there,
+	// unauthenticated (config api.jwks_path).
+	JWKSPath string
+	JWKS     []byte
 }
 
 // Defaults of Options.
@@ -81,6 +88,7 @@ const (
 	RouteHealthz     = "/healthz"
 	RouteReadyz      = "/readyz"
 	RouteUnmatched   = "unmatched"
+	RouteConsole     = "/ui"
 )
 
 const (
@@ -142,8 +150,15 @@ func NewRouter(b Backend, opts Options) http.Handler {
 			ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		})).Methods(http.MethodGet, http.MethodHead).Name(RouteMetrics)
 	}
+	if opts.JWKSPath != "" && len(opts.JWKS) > 0 {
+		r.Handle(opts.JWKSPath, jwksHandler(opts.JWKS)).Methods(http.MethodGet, http.MethodHead).Name(RouteJWKS)
+	}
 	r.HandleFunc(RouteHealthz, s.healthz).Methods(http.MethodGet, http.MethodHead).Name(RouteHealthz)
 	r.HandleFunc(RouteReadyz, s.readyz).Methods(http.MethodGet, http.MethodHead).Name(RouteReadyz)
+	if opts.Console != nil {
+		r.Handle(RouteConsole, opts.Console).Name(RouteConsole)
+		r.PathPrefix(RouteConsole + "/").Handler(opts.Console).Name(RouteConsole)
+	}
 
 	return s.observe(s.recoverPanics(r))
 }

@@ -1,18 +1,22 @@
 package ehr
 
 import (
+	"bytes"
 	"context"
-	"crypto"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+	"golang.org/x/sync/singleflight"
 )
 
 // AuthConfig configures how the client authenticates to the EHR.
@@ -28,13 +32,17 @@ type AuthConfig struct {
 	// ClientSecret is the secret of mode "client-secret": an OAuth2
 	// client_credentials grant with HTTP Basic client authentication.
 	ClientSecret string
-	// PrivateKeyPEM is the key of mode "smart-backend": RSA (2048 bits or
-	// more, signs RS384) or EC P-384 (signs ES384), in PKCS#8, PKCS#1 or
-	// SEC1 PEM, unencrypted.
+	// PrivateKeyPEM holds the keys of mode "smart-backend": RSA (2048 bits
+	// or more, signs RS384) or EC P-384 (signs ES384), in PKCS#8, PKCS#1
+	// or SEC1 PEM, unencrypted. During a key rotation it holds several
+	// keys: the first one in the file is the newest and signs every
+	// assertion; the others are only published (PublicJWKS) until the EHR
+	// has stopped trusting them.
 	PrivateKeyPEM []byte
-	// KeyID is the JWT "kid" header of mode "smart-backend", the id of the
-	// public key the EHR registered. Defaults to the key's RFC 7638 JWK
-	// thumbprint (SHA-256, base64url).
+	// KeyID is the JWT "kid" header of the signing (first) key, the id of
+	// the public key the EHR registered. Defaults to the key's RFC 7638 JWK
+	// thumbprint (SHA-256, base64url), which is what `keys generate`
+	// registers.
 	KeyID string
 	// Scopes is the space-separated scope list requested, e.g.
 	// "system/*.write system/Patient.read". Empty requests none.
@@ -90,7 +98,7 @@ func newTokenSource(cfg AuthConfig, c *Client) (tokenSource, error) {
 	default:
 		return nil, fmt.Errorf("ehr: auth mode %q is not one of none, bearer, client-secret, smart-backend", safeCode(mode))
 	}
-	s := &oauthSource{c: c, mode: mode, clientID: cfg.ClientID, scopes: cfg.Scopes}
+	s := &oauthSource{c: c, mode: mode, clientID: cfg.ClientID, scopes: strings.Fields(cfg.Scopes)}
 	if cfg.ClientID == "" {
 		return nil, fmt.Errorf("ehr: auth mode %s needs a client id", mode)
 	}
@@ -108,46 +116,38 @@ func newTokenSource(cfg AuthConfig, c *Client) (tokenSource, error) {
 		s.secret = cfg.ClientSecret
 		return s, nil
 	}
-	key, alg, err := parsePrivateKey(cfg.PrivateKeyPEM)
+	keys, err := parseSigningKeys(cfg.PrivateKeyPEM, cfg.KeyID)
 	if err != nil {
 		return nil, err
 	}
-	s.key, s.alg, s.kid = key, alg, cfg.KeyID
-	if s.kid == "" {
-		if s.kid, err = thumbprint(key.Public()); err != nil {
-			return nil, err
-		}
-	}
+	s.key = keys[0]
 	return s, nil
 }
 
-// oauthSource fetches and caches OAuth2 client_credentials tokens.
+// oauthSource fetches OAuth2 client_credentials tokens with
+// golang.org/x/oauth2 and caches them. Concurrent fetches are shared with
+// singleflight. The cache is kept here rather than in
+// oauth2.ReuseTokenSource because expiry is judged on the client's clock
+// (Client.now, which tests move) and a token the EHR answered 401 to must
+// be dropped at once, which the reuse source cannot do.
 type oauthSource struct {
 	c        *Client
 	mode     string
 	clientID string
-	secret   string        // client-secret
-	key      crypto.Signer // smart-backend
-	alg      string
-	kid      string
-	scopes   string
+	secret   string     // client-secret
+	key      signingKey // smart-backend: the newest key
+	scopes   []string
 
 	// Set at New or by the first successful discovery; written and read
-	// only by the goroutine holding the fetch (inflight), so the mutex
-	// orders them.
+	// only inside the single flight, so never concurrently.
 	tokenURL    *url.URL
 	tokenURLStr string
 
-	mu       sync.Mutex
-	tok      string
-	validTo  time.Time // refresh after this
-	inflight *tokenFetch
-}
+	group singleflight.Group
 
-type tokenFetch struct {
-	done chan struct{}
-	tok  string
-	err  error
+	mu      sync.Mutex
+	tok     string
+	validTo time.Time // refresh after this
 }
 
 func (s *oauthSource) refreshable() bool { return true }
@@ -155,52 +155,52 @@ func (s *oauthSource) refreshable() bool { return true }
 func (s *oauthSource) token(ctx context.Context, stale string) (string, error) {
 	for {
 		s.mu.Lock()
-		if s.tok != "" && s.tok != stale && s.c.now().Before(s.validTo) {
+		if stale != "" && s.tok == stale {
+			s.tok = "" // rejected by the EHR: do not hand it out again
+		}
+		if s.tok != "" && s.c.now().Before(s.validTo) {
 			tok := s.tok
 			s.mu.Unlock()
 			return tok, nil
 		}
-		if f := s.inflight; f != nil {
-			s.mu.Unlock()
-			select {
-			case <-f.done:
-			case <-ctx.Done():
-				return "", fmt.Errorf("ehr: token: %w", ctx.Err())
-			}
-			if f.err != nil && isContextErr(f.err) && ctx.Err() == nil {
-				continue // the fetching caller gave up; fetch for ourselves
-			}
-			return f.tok, f.err
-		}
-		f := &tokenFetch{done: make(chan struct{})}
-		s.inflight = f
 		s.mu.Unlock()
 
-		tok, validTo, err := s.fetch(ctx)
-
-		s.mu.Lock()
-		s.inflight = nil
-		if err == nil {
-			s.tok, s.validTo = tok, validTo
-		} else if s.tok == stale {
-			s.tok = "" // rejected by the EHR: do not hand it out again
-		}
-		f.tok, f.err = tok, err
-		close(f.done)
-		s.mu.Unlock()
-
-		if !isContextErr(err) {
-			if s.c.hooks.OnTokenRefresh != nil {
-				s.c.hooks.OnTokenRefresh(err)
+		ch := s.group.DoChan("token", func() (any, error) { return s.refresh(ctx) })
+		select {
+		case res := <-ch:
+			if res.Err != nil {
+				if isContextErr(res.Err) && ctx.Err() == nil {
+					continue // the fetching caller gave up; fetch for ourselves
+				}
+				return "", res.Err
 			}
-			if err != nil {
-				s.c.log.Warn("ehr token request failed", "reason", Reason(err), "error", err)
-			} else {
-				s.c.log.Info("ehr token refreshed", "valid_for", validTo.Sub(s.c.now()).Round(time.Second))
-			}
+			return res.Val.(string), nil
+		case <-ctx.Done():
+			return "", fmt.Errorf("ehr: token: %w", ctx.Err())
 		}
-		return tok, err
 	}
+}
+
+// refresh fetches a token, caches it, and reports it to hooks and logs.
+// It runs inside the single flight.
+func (s *oauthSource) refresh(ctx context.Context) (string, error) {
+	tok, validTo, err := s.fetch(ctx)
+	if err == nil {
+		s.mu.Lock()
+		s.tok, s.validTo = tok, validTo
+		s.mu.Unlock()
+	}
+	if !isContextErr(err) {
+		if s.c.hooks.OnTokenRefresh != nil {
+			s.c.hooks.OnTokenRefresh(err)
+		}
+		if err != nil {
+			s.c.log.Warn("ehr token request failed", "reason", Reason(err), "error", err)
+		} else {
+			s.c.log.Info("ehr token refreshed", "valid_for", validTo.Sub(s.c.now()).Round(time.Second))
+		}
+	}
+	return tok, err
 }
 
 func isContextErr(err error) bool {
@@ -211,91 +211,168 @@ func isContextErr(err error) bool {
 // expires_in.
 const defaultTokenLifetime = 5 * time.Minute
 
-const assertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+// AssertionType is the client_assertion_type of a SMART Backend Services
+// token request (RFC 7523).
+const AssertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
-// fetch requests a new token: client_credentials grant, authenticated by
-// HTTP Basic (client-secret) or a signed JWT assertion (smart-backend).
+// fetch requests a new token with a client_credentials grant,
+// authenticated by HTTP Basic (client-secret) or by a fresh signed JWT
+// assertion (smart-backend). The request goes through the client's
+// retrying, paced sender.
 func (s *oauthSource) fetch(ctx context.Context) (string, time.Time, error) {
 	if s.tokenURL == nil {
 		if err := s.discover(ctx); err != nil {
 			return "", time.Time{}, err
 		}
 	}
-	form := url.Values{"grant_type": {"client_credentials"}}
-	if s.scopes != "" {
-		form.Set("scope", s.scopes)
+	conf := clientcredentials.Config{
+		ClientID:  s.clientID,
+		TokenURL:  s.tokenURLStr,
+		Scopes:    s.scopes,
+		AuthStyle: oauth2.AuthStyleInHeader, // RFC 6749 section 2.3.1
 	}
-	h := http.Header{}
-	h.Set("Accept", "application/json")
-	h.Set("Content-Type", "application/x-www-form-urlencoded")
-	h.Set("User-Agent", s.c.userAgent)
 	switch s.mode {
 	case AuthClientSecret:
-		// RFC 6749 section 2.3.1: form-encode id and secret, then Basic.
-		cred := url.QueryEscape(s.clientID) + ":" + url.QueryEscape(s.secret)
-		h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(cred)))
+		conf.ClientSecret = s.secret
 	case AuthSMARTBackend:
-		jwt, err := s.assertion()
+		jwt, err := s.key.assertion(s.clientID, s.tokenURLStr, s.c.now())
 		if err != nil {
 			return "", time.Time{}, err
 		}
-		form.Set("client_assertion_type", assertionType)
-		form.Set("client_assertion", jwt)
-	}
-	raw, err := s.c.send(ctx, sendSpec{
-		method:   http.MethodPost,
-		u:        s.tokenURL,
-		logPath:  s.tokenURL.EscapedPath(),
-		label:    "token",
-		header:   h,
-		body:     []byte(form.Encode()),
-		retryMax: s.c.retryMax,
-	})
-	if err != nil {
-		return "", time.Time{}, tokenTransient(err)
-	}
-	var body struct {
-		AccessToken string          `json:"access_token"`
-		TokenType   string          `json:"token_type"`
-		ExpiresIn   json.RawMessage `json:"expires_in"`
-		Error       string          `json:"error"`
-	}
-	jerr := json.Unmarshal(raw.body, &body)
-	if raw.status == http.StatusTooManyRequests || raw.status >= 500 {
-		// The token endpoint is busy or down: not a verdict on the client.
-		return "", time.Time{}, &TransientError{Status: raw.status, Reason: "token_endpoint",
-			RetryAfter: parseRetryAfter(raw.header.Get("Retry-After"), s.c.now())}
-	}
-	if raw.status != http.StatusOK {
-		ae := &AuthError{Status: raw.status, Reason: "token_rejected"}
-		if jerr == nil && body.Error != "" {
-			ae.OAuthError = safeCode(body.Error)
+		// No secret: client_id goes in the form, with the assertion.
+		conf.AuthStyle = oauth2.AuthStyleInParams
+		conf.EndpointParams = url.Values{
+			"client_assertion_type": {AssertionType},
+			"client_assertion":      {jwt},
 		}
-		return "", time.Time{}, ae
 	}
-	if jerr != nil || body.AccessToken == "" || checkHeaderValue(body.AccessToken) != nil ||
-		strings.ContainsAny(body.AccessToken, " \t") ||
-		(body.TokenType != "" && !strings.EqualFold(body.TokenType, "bearer")) {
-		return "", time.Time{}, &AuthError{Status: raw.status, Reason: "bad_token_response"}
+	rt := &tokenTransport{c: s.c, logPath: s.tokenURL.EscapedPath()}
+	ctx = context.WithValue(ctx, oauth2.HTTPClient, &http.Client{Transport: rt})
+	tok, err := conf.Token(ctx)
+	if err != nil {
+		return "", time.Time{}, s.tokenError(ctx, err, rt.status)
 	}
-	life := parseExpiresIn(body.ExpiresIn)
+	if tok.AccessToken == "" || checkHeaderValue(tok.AccessToken) != nil ||
+		strings.ContainsAny(tok.AccessToken, " \t") ||
+		(tok.TokenType != "" && !strings.EqualFold(tok.TokenType, "bearer")) {
+		return "", time.Time{}, &AuthError{Status: rt.status, Reason: "bad_token_response"}
+	}
+	life := parseExpiresIn(tok.Extra("expires_in"))
 	if life <= 0 {
 		life = defaultTokenLifetime
 	}
 	// Refresh a little before the EHR would refuse it.
 	margin := min(time.Minute, life/5)
-	return body.AccessToken, s.c.now().Add(life - margin), nil
+	return tok.AccessToken, s.c.now().Add(life - margin), nil
+}
+
+// tokenError turns an error of oauth2 into this package's: a transient
+// failure of the token endpoint, its refusal (RFC 6749 section 5.2 error
+// code kept, description dropped: it may echo what we sent), or an
+// unreadable answer.
+func (s *oauthSource) tokenError(ctx context.Context, err error, status int) error {
+	var te *TransientError
+	if errors.As(err, &te) {
+		return tokenTransient(te)
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		return fmt.Errorf("ehr: token: %w", cerr)
+	}
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) {
+		ae := &AuthError{Status: status, Reason: "token_rejected"}
+		if re.Response != nil {
+			ae.Status = re.Response.StatusCode
+		}
+		code := re.ErrorCode
+		if code == "" {
+			// RFC 6749 section 5.2 asks for JSON, but some servers label
+			// it text/plain, which oauth2 then reads as a form.
+			var body struct {
+				Error string `json:"error"`
+			}
+			if json.Unmarshal(re.Body, &body) == nil {
+				code = body.Error
+			}
+		}
+		if code != "" {
+			ae.OAuthError = safeCode(code)
+		}
+		if s.mode == AuthSMARTBackend && ae.OAuthError == "invalid_client" {
+			// The kid is public (a thumbprint); it is what to look for in
+			// the EHR's registration.
+			ae.Detail = "kid " + s.key.kid
+		}
+		return ae
+	}
+	return &AuthError{Status: status, Reason: "bad_token_response"}
+}
+
+// tokenTransport is the http.RoundTripper oauth2 sends the token request
+// through: it hands it to Client.send (short retries, pacer, hooks) and
+// remembers the final status.
+type tokenTransport struct {
+	c       *Client
+	logPath string
+	status  int
+}
+
+func (t *tokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	var body []byte
+	if r.Body != nil {
+		var err error
+		body, err = io.ReadAll(r.Body)
+		r.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
+	h := r.Header.Clone()
+	h.Set("Accept", "application/json")
+	h.Set("User-Agent", t.c.userAgent)
+	raw, err := t.c.send(r.Context(), sendSpec{
+		method:   r.Method,
+		u:        r.URL,
+		logPath:  t.logPath,
+		label:    "token",
+		header:   h,
+		body:     body,
+		retryMax: t.c.retryMax,
+	})
+	if err != nil {
+		return nil, err
+	}
+	t.status = raw.status
+	return &http.Response{
+		Status:     strconv.Itoa(raw.status) + " " + http.StatusText(raw.status),
+		StatusCode: raw.status,
+		Header:     raw.header,
+		Body:       io.NopCloser(bytes.NewReader(raw.body)),
+		Request:    r,
+	}, nil
 }
 
 // parseExpiresIn reads expires_in, a number of seconds (some servers send
 // it as a string).
-func parseExpiresIn(raw json.RawMessage) time.Duration {
-	v := strings.Trim(strings.TrimSpace(string(raw)), `"`)
-	if v == "" {
+func parseExpiresIn(v any) time.Duration {
+	var f float64
+	switch x := v.(type) {
+	case float64:
+		f = x
+	case string:
+		var err error
+		if f, err = strconv.ParseFloat(strings.TrimSpace(x), 64); err != nil {
+			return 0
+		}
+	case json.Number:
+		var err error
+		if f, err = x.Float64(); err != nil {
+			return 0
+		}
+	default:
 		return 0
 	}
-	f, err := strconv.ParseFloat(v, 64)
-	if err != nil || f <= 0 || f > 365*24*3600 {
+	if f <= 0 || f > 365*24*3600 {
 		return 0
 	}
 	return time.Duration(f * float64(time.Second))
@@ -350,4 +427,32 @@ func (s *oauthSource) discover(ctx context.Context) error {
 	}
 	s.tokenURL, s.tokenURLStr = tu, conf.TokenEndpoint
 	return nil
+}
+
+// missingScope reads the scope an EHR says a request needs, from a 403's
+// WWW-Authenticate: Bearer error="insufficient_scope", scope="..." (RFC
+// 6750 section 3), as "needs scope system/Observation.c"; "" when absent
+// or not a plain scope list.
+func missingScope(h http.Header) string {
+	for _, v := range h.Values("WWW-Authenticate") {
+		if !strings.Contains(v, "insufficient_scope") {
+			continue
+		}
+		_, rest, ok := strings.Cut(v, `scope="`)
+		if !ok {
+			continue
+		}
+		scope, _, ok := strings.Cut(rest, `"`)
+		if !ok || scope == "" || len(scope) > 200 {
+			continue
+		}
+		for _, c := range scope {
+			// RFC 6749 scope-token characters, and spaces between them.
+			if c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+				return ""
+			}
+		}
+		return "needs scope " + scope
+	}
+	return ""
 }

@@ -63,6 +63,9 @@ type Config struct {
 	// Pacer, when set, paces every HTTP attempt of the client, token and
 	// discovery requests included: Wait before it is sent, Done after.
 	Pacer Pacer
+	// TLS adds mutual TLS and a CA bundle to the transport (the default
+	// one, or HTTPClient's when it is an *http.Transport).
+	TLS TLSConfig
 	// MaxIdleConnsPerHost sizes the default transport's keep-alive pool
 	// for the EHR host; set it to at least the requests in flight so
 	// steady state opens no new connections. Defaults to 64. Ignored
@@ -240,6 +243,9 @@ func New(cfg Config) (*Client, error) {
 	c.transport = hc.Transport
 	if c.transport == nil {
 		c.transport = defaultTransport(cfg.MaxIdleConnsPerHost)
+	}
+	if c.transport, err = applyTLS(c.transport, cfg.TLS, c.now); err != nil {
+		return nil, err
 	}
 	// retryablehttp closes the client's idle connections after every
 	// failed request; with one client shared by concurrent requests that
@@ -487,7 +493,8 @@ func label(resourceType string) string {
 func (c *Client) outcome(req Request, raw *rawResponse) (*Response, error) {
 	if raw.status == http.StatusForbidden {
 		// A scope or access problem of the client, not of this content.
-		return nil, &AuthError{Status: raw.status, Reason: "forbidden", Method: req.Method, ResourceType: req.ResourceType}
+		return nil, &AuthError{Status: raw.status, Reason: "forbidden", Method: req.Method, ResourceType: req.ResourceType,
+			Detail: missingScope(raw.header)}
 	}
 	if raw.status < 200 || raw.status > 299 {
 		return nil, &RejectedError{
@@ -648,6 +655,9 @@ func (c *Client) send(ctx context.Context, s sendSpec) (*rawResponse, error) {
 			return nil, fmt.Errorf("ehr: %s %s: %w", s.method, s.logPath, cerr)
 		}
 		if te := (*TransientError)(nil); errors.As(err, &te) {
+			if te.Reason == "tls_client_certificate" {
+				return nil, clientCertError(err)
+			}
 			return nil, te
 		}
 		// Not expected (giveUp makes every failure a TransientError),
@@ -759,8 +769,12 @@ func transportReason(err error) (reason string, retry bool) {
 		rerr tls.RecordHeaderError
 		nerr net.Error
 		derr *net.DNSError
+		oerr *net.OpError
 	)
 	switch {
+	case errors.As(err, &oerr) && oerr.Op == "remote error" && oerr.Err != nil && strings.Contains(oerr.Err.Error(), "certificate"):
+		// The EHR sent a TLS alert about our client certificate.
+		return "tls_client_certificate", false
 	case errors.As(err, &verr), errors.As(err, &uerr), errors.As(err, &herr), errors.As(err, &cerr):
 		return "tls_certificate", false
 	case errors.As(err, &rerr):

@@ -17,11 +17,19 @@
 //     Bulk Data status URL) and Open (one streamed GET of a file, the
 //     token only to the EHR's host, an idle timeout instead of a whole
 //     request one), for adapter/export.
-//   - auth.go and jwt.go: the token sources for AuthConfig.Mode "none",
-//     "bearer", "client-secret" (OAuth2 client_credentials with HTTP Basic
-//     client authentication) and "smart-backend" (SMART Backend Services:
-//     a JWT client assertion signed RS384 or ES384, the token endpoint
-//     discovered from .well-known/smart-configuration when not configured).
+//   - auth.go: the token sources for AuthConfig.Mode "none", "bearer",
+//     "client-secret" (OAuth2 client_credentials with HTTP Basic client
+//     authentication) and "smart-backend" (SMART Backend Services: a JWT
+//     client assertion signed RS384 or ES384, fresh for every token
+//     request), the token endpoint discovered from
+//     .well-known/smart-configuration when not configured. Token requests
+//     are golang.org/x/oauth2's (clientcredentials), sent through the
+//     client's retrying, paced transport; concurrent refreshes share one
+//     request (golang.org/x/sync/singleflight).
+//   - keys.go: the signing keys (go-jose: JWS, JWK, JWK Set, RFC 7638
+//     thumbprints), key rotation (several keys, the first signs),
+//     PublicJWKS and GenerateKey.
+//   - tls.go: mutual TLS and a CA bundle, reloaded when the files change.
 //   - errors.go: the typed errors (RejectedError, TransientError,
 //     AuthError), Classify and Reason.
 //   - envelope.go: the encoding/json readers of FHIR envelopes. EHR

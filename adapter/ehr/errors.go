@@ -166,11 +166,16 @@ type AuthError struct {
 	// Reason is a bounded class: "unauthorized" (the EHR answered 401),
 	// "forbidden" (the EHR answered 403),
 	// "token_rejected" (the token endpoint refused), "bad_token_response",
-	// "discovery" (no usable .well-known/smart-configuration).
+	// "discovery" (no usable .well-known/smart-configuration),
+	// "client_certificate" (the EHR refused the TLS client certificate).
 	Reason string
 	// OAuthError is the token endpoint's "error" code (e.g.
 	// "invalid_client"), when it sent one.
 	OAuthError string
+	// Detail is a bounded, secret-free detail: the TLS alert of reason
+	// "client_certificate" ("unknown certificate authority"), the kid
+	// that signed a refused assertion.
+	Detail string
 	// Method and ResourceType name the EHR request; empty for token
 	// endpoint failures.
 	Method       string
@@ -190,6 +195,9 @@ func (e *AuthError) Error() string {
 		if e.OAuthError != "" {
 			b.WriteString(": " + e.OAuthError)
 		}
+		if e.Detail != "" {
+			b.WriteString(": " + e.Detail)
+		}
 		b.WriteString(")")
 	}
 	if hint := e.hint(); hint != "" {
@@ -205,8 +213,14 @@ func (e *AuthError) hint() string {
 		return "check the scopes and access the EHR granted to this client"
 	case e.Reason == "unauthorized":
 		return "the EHR refused a fresh token; check the client's registration and token settings"
+	case e.Reason == "client_certificate":
+		return "the EHR refused the TLS client certificate; check ehr.tls.client_cert: it must be current and issued by a CA the EHR trusts"
+	case e.OAuthError == "invalid_client" && strings.HasPrefix(e.Detail, "kid "):
+		return "the token endpoint does not accept this client; check client_id, and that the signing key (" + e.Detail + ") is in the JWKS the EHR registered for it"
 	case e.OAuthError == "invalid_client":
 		return "the token endpoint does not accept this client; check client_id and its key or secret"
+	case e.OAuthError == "invalid_scope":
+		return "the EHR grants none of the requested scopes; check ehr.auth.scopes against the client's registration"
 	case e.Reason == "discovery":
 		return "check ehr.auth.token_url or the EHR's .well-known/smart-configuration"
 	}

@@ -81,6 +81,8 @@ func runEHR(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.requestLogLimit, "request-log-limit", 100000, "requests kept for inspection (0: none, -1: all)")
 	fs.BoolVar(&o.logRequests, "log-requests", false, "log every request (method, path without query, status, fault) to stderr")
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 5*time.Second, "how long to wait for requests in flight when stopping")
+	smart := addSMARTFlags(fs)
+	tlsFlags := addEHRTLSFlags(fs)
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -96,7 +98,17 @@ func runEHR(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 
-	srv := fhirtest.NewUnstartedServer(
+	smartOpt, err := smart.option()
+	if err != nil {
+		fmt.Fprintf(stderr, "ehr: %v\n", err)
+		return exitUsage
+	}
+	tlsCfg, err := tlsFlags.config()
+	if err != nil {
+		fmt.Fprintf(stderr, "ehr: %v\n", err)
+		return exitUsage
+	}
+	opts := []fhirtest.Option{
 		fhirtest.WithBasePath(o.basePath),
 		fhirtest.WithUpdateCreate(o.updateCreate),
 		fhirtest.WithReferentialIntegrity(o.integrity),
@@ -104,7 +116,11 @@ func runEHR(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fhirtest.WithPageSize(o.pageSize, o.maxPage),
 		fhirtest.WithMaxBodyBytes(o.maxBodyBytes),
 		fhirtest.WithRequestLogLimit(o.requestLogLimit),
-	)
+	}
+	if smartOpt != nil {
+		opts = append(opts, smartOpt)
+	}
+	srv := fhirtest.NewUnstartedServer(opts...)
 	defer srv.Close()
 	o.applyFaults(srv)
 
@@ -121,15 +137,29 @@ func runEHR(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          log.New(stderr, "ehr: http: ", 0),
+		TLSConfig:         tlsCfg,
 	}
-	base := "http://" + ln.Addr().String() + srv.BasePath()
+	scheme := "http"
+	if tlsCfg != nil {
+		scheme = "https"
+	}
+	base := scheme + "://" + ln.Addr().String() + srv.BasePath()
 	fmt.Fprintf(stdout, "fhirtest EHR serving FHIR R4 at %s\n", base)
+	if smartOpt != nil {
+		fmt.Fprintf(stdout, "SMART Backend Services: client %s, token endpoint %s://%s/auth/token\n", smart.clientID, scheme, ln.Addr())
+	}
 	if f := o.describeFaults(); f != "" {
 		fmt.Fprintf(stdout, "faults: %s\n", f)
 	}
 
 	served := make(chan error, 1)
-	go func() { served <- hs.Serve(ln) }()
+	go func() {
+		if tlsCfg != nil {
+			served <- hs.ServeTLS(ln, "", "") // HTTP/2 too
+			return
+		}
+		served <- hs.Serve(ln)
+	}()
 	select {
 	case err := <-served:
 		fmt.Fprintf(stderr, "ehr: serve: %v\n", err)

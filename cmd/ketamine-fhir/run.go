@@ -36,6 +36,7 @@ var commands = map[string]command{
 	"ehr":         {"run the fhirtest FHIR R4 server standalone, with fault injection", runEHRCommand},
 	"store":       {"outbox schema and moves: store migrate --config C; store copy --from S --to T [--resume]", runStore},
 	"views":       {"SQL on FHIR views over FHIR NDJSON to CSV, NDJSON, Parquet or SQLite: views list|show|run", runViews},
+	"keys":        {"make a SMART Backend Services signing key and its JWKS: keys generate --alg RS384|ES384 --out DIR", runKeys},
 }
 
 // run is the whole program behind main, testable without a subprocess.

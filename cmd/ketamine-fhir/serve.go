@@ -13,6 +13,7 @@ import (
 
 	"github.com/ketamine-fhir/ketamine-fhir/adapter"
 	"github.com/ketamine-fhir/ketamine-fhir/adapter/api"
+	"github.com/ketamine-fhir/ketamine-fhir/adapter/api/ui"
 	"github.com/ketamine-fhir/ketamine-fhir/adapter/ehr"
 )
 
@@ -83,7 +84,25 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 		Metrics:  env.metrics,
 		Logger:   log,
 	})
+	// The operator console at /ui samples the delivered-records counter
+	// once a minute for its chart; serve owns the sampler.
+	sampler := ui.NewSampler(ui.SyncedCounter(env.reg), ui.SamplerOptions{Logger: log})
+	console := ui.New(env.engine, ui.Options{
+		APIToken: cfg.API.Token, UIToken: cfg.API.UIToken, EHR: consoleEHR(prober),
+		Sampler: sampler, Settings: consoleSettings(cfg), Logger: log,
+	})
+	var jwks []byte
+	if cfg.API.JWKSPath != "" {
+		// Validate checked the keys; this cannot fail on a valid config.
+		if jwks, err = ehr.PublicJWKS([]byte(cfg.EHR.Auth.PrivateKey), cfg.EHR.Auth.KeyID); err != nil {
+			ln.Close()
+			fmt.Fprintf(stderr, "config: ehr.auth.private_key: %v\n", err)
+			return exitUsage
+		}
+	}
 	handler := api.NewRouter(env.engine, api.Options{
+		JWKSPath:     cfg.API.JWKSPath,
+		JWKS:         jwks,
 		Token:        cfg.API.Token,
 		MaxBodyBytes: cfg.API.MaxBodyBytes,
 		ReadyTimeout: cfg.API.ReadyTimeout.D(),
@@ -91,6 +110,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 		Gatherer:     env.reg,
 		Metrics:      env.metrics,
 		Logger:       log,
+		Console:      console,
 	})
 	srv := &http.Server{
 		Handler:           handler,
@@ -107,6 +127,8 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 
 	env.engine.Start(ctx)
 	prober.Start(ctx)
+	sampler.Start(ctx)
+	defer sampler.Stop(context.WithoutCancel(ctx)) // its goroutine ends with ctx
 	serveErr := make(chan error, 1)
 	go func() {
 		if tlsCfg != nil {
