@@ -27,9 +27,11 @@ const EnvPrefix = "KETAMINE_FHIR_"
 // field by field in configs/default.yaml. Start from DefaultConfig (or
 // LoadConfig, which starts from it) so unset keys keep their defaults.
 type Config struct {
-	// Store is where the outbox lives: "sqlite:PATH". Defaults to
-	// "sqlite:ketamine-fhir.db".
+	// Store is where the outbox lives: "sqlite:PATH" or "postgres://...".
+	// Defaults to "sqlite:ketamine-fhir.db".
 	Store string `yaml:"store"`
+	// Postgres tunes the PostgreSQL outbox (store: postgres://...).
+	Postgres PostgresConfig `yaml:"postgres"`
 	// EHR is the receiving EHR and how to talk to it.
 	EHR EHRConfig `yaml:"ehr"`
 	// Patients says what to do with patients unknown to the EHR.
@@ -264,7 +266,8 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 // DefaultConfig returns the defaults documented on each field.
 func DefaultConfig() *Config {
 	return &Config{
-		Store: "sqlite:ketamine-fhir.db",
+		Store:    "sqlite:ketamine-fhir.db",
+		Postgres: PostgresConfig{PoolSize: 8, Heartbeat: Duration(5 * time.Second)},
 		EHR: EHRConfig{
 			BaseURL:      "http://127.0.0.1:8090/fhir/R4",
 			Timeout:      Duration(30 * time.Second),
@@ -509,6 +512,7 @@ func (c *Config) Validate() error {
 	if _, _, err := ParseStore(c.Store); err != nil {
 		add("store: %v", err)
 	}
+	c.Postgres.validate(add)
 	if u, err := url.Parse(c.EHR.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		add("ehr.base_url: must be an absolute http or https URL")
 	}
@@ -685,7 +689,8 @@ func (c *EHRConfig) Strategy(resourceType string) string {
 }
 
 // ParseStore splits a store URL into its driver and the driver's argument:
-// "sqlite:PATH" gives ("sqlite", PATH).
+// "sqlite:PATH" gives ("sqlite", PATH), "postgres://..." gives ("postgres",
+// the whole URL).
 func ParseStore(s string) (driver, arg string, err error) {
 	driver, arg, ok := strings.Cut(s, ":")
 	if !ok || arg == "" {
@@ -695,9 +700,9 @@ func ParseStore(s string) (driver, arg string, err error) {
 	case "sqlite":
 		return driver, arg, nil
 	case "postgres", "postgresql":
-		return "", "", fmt.Errorf("the PostgreSQL driver is not built yet; use sqlite:PATH")
+		return parsePostgresStore(s)
 	}
-	return "", "", fmt.Errorf("unknown store driver %q (want sqlite:PATH)", driver)
+	return "", "", fmt.Errorf("unknown store driver %q (want sqlite:PATH or postgres://...)", driver)
 }
 
 var unknownField = regexp.MustCompile(`field (\S+) not found in type \S+`)

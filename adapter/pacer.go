@@ -119,6 +119,7 @@ type Pacer struct {
 	slowT      int        // throttled answers in slow start
 	slowN      int        // of that many answers
 	bicMax     rate.Limit // the rate that ended slow start, until a decrease: increases climb back to it faster
+	shared     share      // this instance's share of the rate (pacer_share.go)
 }
 
 // NewPacer returns a Pacer for cfg.

@@ -204,10 +204,14 @@ func (p *pipeline) run() (Stats, error) {
 		p.complete()
 	}()
 	auxCtx, stopAux := context.WithCancel(context.Background())
-	aux.Add(3)
+	aux.Add(4)
 	go func() {
 		defer aux.Done()
 		p.renew(auxCtx)
+	}()
+	go func() {
+		defer aux.Done()
+		p.e.shareRate(auxCtx) // several instances on one store (pacer_share.go)
 	}()
 	go func() {
 		defer aux.Done()
@@ -264,6 +268,7 @@ func (p *pipeline) claim() error {
 	e := p.e
 	poll := time.NewTicker(e.cfg.Sync.PollInterval.D())
 	defer poll.Stop()
+	notify := e.storeNotify() // other instances' new work; nil if none
 	var held <-chan time.Time
 	if p.mode == modeServe {
 		t := time.NewTicker(e.cfg.Sync.HeldRecheck.D())
@@ -328,6 +333,7 @@ func (p *pipeline) claim() error {
 		case <-p.claimCtx.Done():
 		case <-p.kick:
 		case <-e.wake:
+		case <-notify:
 		case <-poll.C:
 		case <-held:
 			if _, err := e.RequeueHeld(p.claimCtx); err != nil && p.claimCtx.Err() == nil {

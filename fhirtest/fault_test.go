@@ -71,7 +71,7 @@ func TestFailNext(t *testing.T) {
 	if len(log) != 7 {
 		t.Fatalf("%d requests logged, want 7", len(log))
 	}
-	want := RequestLog{Method: "GET", Path: "/fhir/R4/Patient/none", Proto: "HTTP/1.1", Time: t0, Status: 429, Fault: FaultStatus}
+	want := RequestLog{Method: "GET", Path: "/fhir/R4/Patient/none", Proto: "HTTP/1.1", Time: t0, Status: 429, Fault: FaultStatus, End: t0}
 	if log[0] != want {
 		t.Errorf("log[0] = %+v, want %+v", log[0], want)
 	}

@@ -87,7 +87,7 @@ func isWrite(r *http.Request) bool {
 // serveHTTP applies faults around the FHIR handler and logs the request.
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	entry := RequestLog{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Proto: r.Proto, Time: s.now(),
-		RequestID: r.Header.Get("X-Request-Id")}
+		RequestID: r.Header.Get("X-Request-Id"), IfNoneExist: r.Header.Get("If-None-Exist")}
 	if s.auth != nil {
 		if resp := s.auth.serve(r); resp != nil {
 			entry.Status = resp.status

@@ -15,6 +15,9 @@ type RequestLog struct {
 	Path string
 	// Query is the raw query string (conditional URLs carry identifiers).
 	Query string
+	// IfNoneExist is the If-None-Exist header of a conditional create
+	// (it carries the identifier), "" if none.
+	IfNoneExist string
 	// Proto is the protocol the request came over: "HTTP/1.1", or
 	// "HTTP/2.0" (see StartTLS).
 	Proto string
@@ -31,6 +34,11 @@ type RequestLog struct {
 	HandlerStatus int
 	// Fault is the fault injected, FaultNone if none.
 	Fault Fault
+	// End is when the server finished with the request (answered it,
+	// dropped the connection, or saw the client go away), by the server's
+	// clock. [Time, End] is the interval the request was in the server:
+	// tests check that two writes of one identifier never overlap.
+	End time.Time
 	// RequestID is the request's X-Request-Id header, "" if none.
 	RequestID string
 }
@@ -41,11 +49,16 @@ type requestLog struct {
 	limit   int // 0: none, < 0: all
 	entries []RequestLog
 	next    int // ring position once full
+	// now stamps End; nil leaves End zero.
+	now func() time.Time
 }
 
 func (l *requestLog) add(e RequestLog) {
 	if l.limit == 0 {
 		return
+	}
+	if l.now != nil && e.End.IsZero() {
+		e.End = l.now()
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -165,6 +165,7 @@ func NewUnstartedServer(opts ...Option) *Server {
 		log:       requestLog{limit: cfg.logLimit},
 		closing:   make(chan struct{}),
 	}
+	s.log.now = s.now
 	if cfg.smart != nil {
 		s.auth = newAuthServer(s, *cfg.smart)
 	}

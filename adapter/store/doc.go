@@ -18,6 +18,8 @@
 // Rescue, Requeue, Resync) keep them.
 //
 // Get, GetMany and GetByID read rows; Meta and SetMeta keep a few engine
-// settings beside the outbox. Drivers live in subpackages (sqlite) and each
-// passes the shared conformance suite in storetest.
+// settings beside the outbox. Drivers live in subpackages (sqlite,
+// postgres) and each passes the shared conformance suite in storetest.
+// Stores that several processes share also implement Notifier and
+// Instances; Copier moves an outbox between drivers.
 package store

@@ -81,6 +81,8 @@ func openStore(ctx context.Context, cfg *adapter.Config, log *slog.Logger) (stor
 	switch driver {
 	case "sqlite":
 		return sqlite.Open(ctx, arg)
+	case "postgres":
+		return openPostgres(ctx, cfg, arg, log)
 	}
 	return nil, fmt.Errorf("store driver %q is not available", driver)
 }
@@ -124,6 +126,11 @@ func setupWith(ctx context.Context, cfg *adapter.Config, stderr io.Writer, opts 
 	if err := metrics.RegisterOutbox(reg, eng, opts.Now); err != nil {
 		st.Close()
 		fmt.Fprintf(stderr, "ketamine-fhir: %v\n", err)
+		return nil, exitUsage
+	}
+	if driver, _, _ := adapter.ParseStore(cfg.Store); metrics.RegisterStore(reg, driver, eng.Instances) != nil {
+		st.Close()
+		fmt.Fprintln(stderr, "ketamine-fhir: registering the store metrics failed")
 		return nil, exitUsage
 	}
 	return &env{cfg: cfg, log: log, store: st, reg: reg, metrics: m, engine: eng}, exitOK

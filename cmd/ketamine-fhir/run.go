@@ -34,6 +34,7 @@ var commands = map[string]command{
 	"config":      {"check a configuration file: config check --config C", runConfig},
 	"export":      {"copy the EHR's data to NDJSON files with FHIR Bulk Data $export (resumable, incremental)", runExport},
 	"ehr":         {"run the fhirtest FHIR R4 server standalone, with fault injection", runEHRCommand},
+	"store":       {"outbox schema and moves: store migrate --config C; store copy --from S --to T [--resume]", runStore},
 	"views":       {"SQL on FHIR views over FHIR NDJSON to CSV, NDJSON, Parquet or SQLite: views list|show|run", runViews},
 	"keys":        {"make a SMART Backend Services signing key and its JWKS: keys generate --alg RS384|ES384 --out DIR", runKeys},
 	"report":      {"response, remission and safety figures from FHIR NDJSON: report outcomes (self-contained HTML or JSON)", runReport},
