@@ -8,7 +8,7 @@
 #
 # Usage: benchmarks/views.sh      (from anywhere in the repository)
 # Environment:
-#   PATIENTS  clinic size (default 11225: about 1,000,000 mapped resources
+#   PATIENTS  clinic size (default 11340: just over 1,000,000 mapped resources
 #             with seed 1; the generator makes about 89 resources a patient)
 #   SEED      generator seed (default 1)
 #   FORMATS   output formats to run, space-separated (default "parquet csv")
@@ -16,7 +16,7 @@
 #             NDJSON are kept between runs
 set -euo pipefail
 
-PATIENTS=${PATIENTS:-11225}
+PATIENTS=${PATIENTS:-11340}
 SEED=${SEED:-1}
 FORMATS=${FORMATS:-parquet csv}
 DIR=${DIR:-/tmp/kf-views-1m}
