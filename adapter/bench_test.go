@@ -660,10 +660,22 @@ const faultsClinicPatients = 20
 // request history of the last resources to be written.
 func BenchmarkDeliveryFaults(b *testing.B) {
 	const c = 16
-	for _, strategy := range []string{"conditional-update", "transaction"} {
-		b.Run("strategy="+strategy, func(b *testing.B) {
+	for _, bc := range []struct {
+		strategy string
+		patients int
+	}{
+		{"conditional-update", faultsClinicPatients},
+		{"transaction", faultsClinicPatients},
+		// A clean transaction sync of the small clinic takes about a
+		// second, about the Retry-After of a single fault: a larger
+		// clinic shows the ratio of a backfill.
+		{"conditional-update", 5 * faultsClinicPatients},
+		{"transaction", 5 * faultsClinicPatients},
+	} {
+		strategy := bc.strategy
+		b.Run(fmt.Sprintf("strategy=%s/patients=%d", strategy, bc.patients), func(b *testing.B) {
 			b.StopTimer()
-			recs := benchFullClinic(b, faultsClinicPatients)
+			recs := benchFullClinic(b, bc.patients)
 			want := len(mapAll(b, recs))
 			var clean, faulty benchRun
 			for i := 0; i < b.N; i++ {
