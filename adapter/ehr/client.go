@@ -514,7 +514,10 @@ func (c *Client) outcome(req Request, raw *rawResponse) (*Response, error) {
 			lastModified = t
 		}
 	}
-	if locID == "" || (locVersion == "" && etag == "") || lastModified.IsZero() {
+	// A Bundle (a transaction's answer) or an OperationOutcome is never the
+	// resource the answer describes: no need to parse it here.
+	bodyIsResource := req.ResourceType != "Bundle" && req.ResourceType != "OperationOutcome"
+	if bodyIsResource && (locID == "" || (locVersion == "" && etag == "") || lastModified.IsZero()) {
 		if res, ok := parseResource(raw.body); ok && res.ResourceType != "OperationOutcome" && res.ResourceType != "Bundle" &&
 			(req.ResourceType == "" || res.ResourceType == req.ResourceType) {
 			r.ID, r.Version, r.LastModified = res.ID, res.version(), res.lastUpdated()
