@@ -3,6 +3,7 @@ package adapter
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"time"
 
 	"github.com/ketamine-fhir/ketamine-fhir/adapter/store"
@@ -11,10 +12,16 @@ import (
 
 // Group commit: the completer gathers outcomes and commits up to
 // completeBatch of them in one store transaction, after at most
-// completeLinger (river's BatchCompleter).
+// completeLinger (river's BatchCompleter). Nothing in the pipeline waits
+// for a commit (dependents learn an outcome when it is finished, the
+// claimer gets room at once), so the linger costs no throughput; it sets
+// how many outcomes share a transaction's fixed cost (begin, commit, the
+// WAL frames of the indexes). At 5 ms a 4,200-record sync committed 4 rows
+// per transaction, 1,000 transactions, half of FinishMany's CPU in begin
+// and commit; at 20 ms about 10 per transaction.
 const (
 	completeBatch  = 64
-	completeLinger = 5 * time.Millisecond
+	completeLinger = 20 * time.Millisecond
 )
 
 // complete is the completer: it runs until p.compl is closed and drained.
@@ -108,7 +115,9 @@ func (p *pipeline) recorded(c completion, err error) {
 		e.lastSync.Lock()
 		e.lastSyncT = now
 		e.lastSync.Unlock()
-		e.log.Debug("synced", append(attrs, "resource_id", out.EHRID, "version", out.EHRVersion, "unchanged", c.unchanged)...)
+		if e.log.Enabled(context.Background(), slog.LevelDebug) { // else the arguments are built for nothing
+			e.log.Debug("synced", append(attrs, "resource_id", out.EHRID, "version", out.EHRVersion, "unchanged", c.unchanged)...)
+		}
 	case store.StateDead:
 		e.metrics.Dead(r.Kind, out.ErrorClass)
 		e.log.Warn("dead letter", append(attrs, "class", out.ErrorClass)...)

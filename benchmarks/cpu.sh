@@ -12,6 +12,10 @@
 #   STRATEGY  ehr.write_strategy default (default: the config default,
 #             conditional-update)
 #   KEEP      set to keep the work directory
+#   PROFILE   set to write CPU and allocation profiles of `map` and `sync`
+#             to the work directory (map.cpu, map.mem, sync.cpu, sync.mem;
+#             implies KEEP); read them with `go tool pprof -top -cum
+#             WORK/kf WORK/sync.cpu`. Profiling costs a few percent of CPU.
 set -euo pipefail
 
 PATIENTS=${PATIENTS:-200}
@@ -19,6 +23,13 @@ SEED=${SEED:-1}
 STRATEGY=${STRATEGY:-}
 cd "$(dirname "$0")/.."
 W=$(mktemp -d /tmp/kf-cpu.XXXXXX)
+if [ -n "${PROFILE:-}" ]; then KEEP=1; fi
+# profile NAME: the environment that profiles a command as NAME, if asked.
+profile() {
+	if [ -n "${PROFILE:-}" ]; then
+		echo "KETAMINE_FHIR_CPUPROFILE=$W/$1.cpu KETAMINE_FHIR_MEMPROFILE=$W/$1.mem"
+	fi
+}
 EHR_PID=
 cleanup() {
 	if [ -n "$EHR_PID" ]; then kill -TERM "$EHR_PID" 2>/dev/null || true; fi
@@ -32,7 +43,7 @@ go build -o "$W/kf" ./cmd/ketamine-fhir
 echo "clinic: $(wc -l <"$W/clinic.ndjson") records ($PATIENTS patients, seed $SEED)"
 
 # map: the same records, FHIR NDJSON to a file.
-/usr/bin/time -f '%U %S %e %M' -o "$W/map.time" "$W/kf" map "$W/clinic.ndjson" >"$W/mapped.ndjson"
+env $(profile map) /usr/bin/time -f '%U %S %e %M' -o "$W/map.time" "$W/kf" map "$W/clinic.ndjson" >"$W/mapped.ndjson"
 MAP_RES=$(wc -l <"$W/mapped.ndjson")
 read -r MAP_U MAP_S MAP_E MAP_M <"$W/map.time"
 
@@ -59,7 +70,7 @@ BASE=$(sed -n 's/.*serving FHIR R4 at //p' "$W/ehr.out")
 } >"$W/kf.yaml"
 "$W/kf" import --config "$W/kf.yaml" --quiet "$W/clinic.ndjson" >"$W/import.out"
 
-/usr/bin/time -f '%U %S %e %M' -o "$W/sync.time" "$W/kf" sync --config "$W/kf.yaml" --quiet >"$W/sync.out"
+env $(profile sync) /usr/bin/time -f '%U %S %e %M' -o "$W/sync.time" "$W/kf" sync --config "$W/kf.yaml" --quiet >"$W/sync.out"
 read -r SYNC_U SYNC_S SYNC_E SYNC_M <"$W/sync.time"
 head -1 "$W/sync.out"
 

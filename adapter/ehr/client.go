@@ -438,7 +438,7 @@ func (c *Client) header(req Request) (http.Header, error) {
 	if !methods[req.Method] {
 		return nil, fmt.Errorf("%w: method %q", ErrInvalidRequest, safeCode(req.Method))
 	}
-	h := http.Header{}
+	h := make(http.Header, 6)
 	h.Set("Accept", "application/fhir+json")
 	h.Set("User-Agent", c.userAgent)
 	if len(req.Body) > 0 {
@@ -506,27 +506,41 @@ func (c *Client) outcome(req Request, raw *rawResponse) (*Response, error) {
 		}
 	}
 	r := &Response{Status: raw.status, Body: raw.body, Header: raw.header}
-	if res, ok := parseResource(raw.body); ok && res.ResourceType != "OperationOutcome" && res.ResourceType != "Bundle" &&
-		(req.ResourceType == "" || res.ResourceType == req.ResourceType) {
-		r.ID, r.Version, r.LastModified = res.ID, res.version(), res.lastUpdated()
-	}
+	// The headers win over the body; the body is parsed only for what they
+	// leave open (a write answered with Location, ETag and Last-Modified
+	// needs no JSON parse of the resource it echoes).
 	r.Location = raw.header.Get("Location")
 	if r.Location == "" {
 		r.Location = raw.header.Get("Content-Location")
 	}
-	if _, id, v := parseLocation(r.Location); id != "" {
-		r.ID = id
-		if v != "" {
-			r.Version = v
-		}
-	}
-	if v := parseETag(raw.header.Get("ETag")); v != "" {
-		r.Version = v
-	}
+	_, locID, locVersion := parseLocation(r.Location)
+	etag := parseETag(raw.header.Get("ETag"))
+	var lastModified time.Time
 	if lm := raw.header.Get("Last-Modified"); lm != "" {
 		if t, err := http.ParseTime(lm); err == nil {
-			r.LastModified = t
+			lastModified = t
 		}
+	}
+	// A Bundle (a transaction's answer) or an OperationOutcome is never the
+	// resource the answer describes: no need to parse it here.
+	bodyIsResource := req.ResourceType != "Bundle" && req.ResourceType != "OperationOutcome"
+	if bodyIsResource && (locID == "" || (locVersion == "" && etag == "") || lastModified.IsZero()) {
+		if res, ok := parseResource(raw.body); ok && res.ResourceType != "OperationOutcome" && res.ResourceType != "Bundle" &&
+			(req.ResourceType == "" || res.ResourceType == req.ResourceType) {
+			r.ID, r.Version, r.LastModified = res.ID, res.version(), res.lastUpdated()
+		}
+	}
+	if locID != "" {
+		r.ID = locID
+		if locVersion != "" {
+			r.Version = locVersion
+		}
+	}
+	if etag != "" {
+		r.Version = etag
+	}
+	if !lastModified.IsZero() {
+		r.LastModified = lastModified
 	}
 	return r, nil
 }
@@ -626,23 +640,21 @@ func (c *Client) send(ctx context.Context, s sendSpec) (*rawResponse, error) {
 		Backoff:        a.backoff,
 		ErrorHandler:   a.giveUp,
 	}
-	// The request is made on the URL without its query, so that nothing
-	// retryablehttp or net/http might print carries it, then pointed at
-	// the full URL.
-	bare := *s.u
-	bare.RawQuery = ""
+	// The request is made on no URL, so that nothing retryablehttp or
+	// net/http might print carries the query (nor does s.u need formatting
+	// and parsing again), then pointed at the full URL.
 	var body any
 	if len(s.body) > 0 {
 		body = s.body
 	}
-	req, err := retryablehttp.NewRequestWithContext(ctx, s.method, bare.String(), body)
+	req, err := retryablehttp.NewRequestWithContext(ctx, s.method, "", body)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s %s", ErrInvalidRequest, s.method, s.logPath)
 	}
 	req.URL = s.u
 	req.Host = s.u.Host
-	for k, v := range s.header {
-		req.Header[k] = v
+	if s.header != nil {
+		req.Header = s.header // built for this request (or cloned for its token): its own
 	}
 	if id := RequestID(ctx); id != "" {
 		req.Header.Set(HeaderRequestID, id)
@@ -697,15 +709,42 @@ var errResponseTooLarge = errors.New("response body too large")
 // reading is retried like one lost before the headers.
 func (a *attempts) readBody(resp *http.Response) error {
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
+	b, err := readAll(resp.Body, resp.ContentLength, maxResponseBytes)
 	if err != nil {
 		return err
 	}
-	if len(b) > maxResponseBytes {
-		return errResponseTooLarge
-	}
 	a.body = b
 	return nil
+}
+
+// readAll is io.ReadAll of at most limit bytes (errResponseTooLarge
+// beyond), with a buffer sized by the Content-Length when there is one:
+// one allocation of the body's size instead of growing one from 512 bytes
+// (a write answered with no body, as Prefer: return=minimal asks,
+// allocates almost nothing). The length is a hint only: a HEAD answer
+// announces one and has no body.
+func readAll(r io.Reader, length, limit int64) ([]byte, error) {
+	size := int64(512)
+	if length >= 0 {
+		size = min(length, limit) + 1 // + 1: room to read the EOF
+	}
+	b := make([]byte, 0, size)
+	for {
+		n, err := r.Read(b[len(b):min(int64(cap(b)), limit+1)])
+		b = b[:len(b)+n]
+		if int64(len(b)) > limit {
+			return nil, errResponseTooLarge
+		}
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)] // let append pick the next capacity
+		}
+	}
 }
 
 func (a *attempts) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
@@ -719,8 +758,10 @@ func (a *attempts) checkRetry(ctx context.Context, resp *http.Response, err erro
 		if a.spec.report && a.c.hooks.OnRequest != nil {
 			a.c.hooks.OnRequest(a.spec.label, a.spec.method, status, elapsed)
 		}
-		a.c.log.Debug("ehr request", "method", a.spec.method, "path", a.spec.logPath,
-			"status", status, "attempt", a.n, "elapsed", elapsed)
+		if a.c.log.Enabled(ctx, slog.LevelDebug) { // else the arguments cost allocations per request for nothing
+			a.c.log.Debug("ehr request", "method", a.spec.method, "path", a.spec.logPath,
+				"status", status, "attempt", a.n, "elapsed", elapsed)
+		}
 	}
 	if cerr := ctx.Err(); cerr != nil {
 		return false, cerr

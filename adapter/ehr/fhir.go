@@ -134,27 +134,42 @@ func (c *Client) Transaction(ctx context.Context, bundle []byte) ([]EntryResult,
 	results := make([]EntryResult, len(b.Entry))
 	for i, e := range b.Entry {
 		r := &results[i]
-		if res, ok := parseResource(e.Resource); ok && res.ResourceType != "OperationOutcome" {
-			r.ResourceType, r.ID, r.Version, r.LastModified = res.ResourceType, res.ID, res.version(), res.lastUpdated()
+		// The entry's response wins over its resource; the resource is
+		// parsed only for what the response leaves open (as in outcome).
+		var (
+			locType, locID, locVersion, etag string
+			lastModified                     time.Time
+		)
+		if e.Response != nil {
+			locType, locID, locVersion = parseLocation(e.Response.Location)
+			etag = parseETag(e.Response.Etag)
+			if lm := e.Response.LastModified; lm != "" {
+				if t, err := time.Parse(time.RFC3339Nano, lm); err == nil {
+					lastModified = t
+				}
+			}
+		}
+		if locID == "" || (locVersion == "" && etag == "") || lastModified.IsZero() {
+			if res, ok := parseResource(e.Resource); ok && res.ResourceType != "OperationOutcome" {
+				r.ResourceType, r.ID, r.Version, r.LastModified = res.ResourceType, res.ID, res.version(), res.lastUpdated()
+			}
 		}
 		if e.Response == nil {
 			continue
 		}
 		r.Status = parseEntryStatus(e.Response.Status)
 		r.Location, r.ETag = e.Response.Location, e.Response.Etag
-		if rt, id, v := parseLocation(r.Location); id != "" {
-			r.ResourceType, r.ID = rt, id
-			if v != "" {
-				r.Version = v
+		if locID != "" {
+			r.ResourceType, r.ID = locType, locID
+			if locVersion != "" {
+				r.Version = locVersion
 			}
 		}
-		if v := parseETag(r.ETag); v != "" {
-			r.Version = v
+		if etag != "" {
+			r.Version = etag
 		}
-		if lm := e.Response.LastModified; lm != "" {
-			if t, err := time.Parse(time.RFC3339Nano, lm); err == nil {
-				r.LastModified = t
-			}
+		if !lastModified.IsZero() {
+			r.LastModified = lastModified
 		}
 		r.Issues = parseOutcome(e.Response.Outcome)
 	}

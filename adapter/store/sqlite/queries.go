@@ -34,7 +34,11 @@ const (
 			wait_kind = '', wait_id = '', error_class = '', error_detail = ''
 		WHERE id = ?`
 
-	// claimSQL: ?1 owner, ?2 lease expiry, ?3 now, ?4 limit.
+	// claimSQL: ?1 owner, ?2 lease expiry, ?3 now, ?4 limit. The limit is
+	// written ?4 + 0, an expression, not the bare parameter: SQLite plans
+	// a bare LIMIT parameter with its bound value and so prepares the
+	// statement again every time the value is bound (a third of the CPU of
+	// a Claim); the index is named anyway.
 	claimSQL = `UPDATE outbox
 		SET state = 'in_flight', lease_owner = ?1, lease_expires = ?2,
 			attempts = attempts + 1, updated_at = ?3
@@ -43,7 +47,7 @@ const (
 			WHERE state IN ('pending', 'retrying')
 				AND (state = 'pending' OR next_attempt_at <= ?3)
 			ORDER BY kind_rank, id
-			LIMIT ?4)
+			LIMIT ?4 + 0)
 		RETURNING ` + recordCols
 
 	// finishReadSQL: id.
