@@ -131,7 +131,6 @@ type pipeline struct {
 	ready    []unit
 	delayed  delayHeap
 	batches  map[string]*txBatch
-	idle     int  // workers waiting for a unit
 	stopping bool // no more dispatch to workers: finish what is held
 	closed   bool // the ready queue is closed: workers exit when it is empty
 
@@ -510,24 +509,13 @@ func (p *pipeline) next() (unit, bool) {
 			}
 			return u, true
 		}
-		if b := p.takeBatchLocked(time.Now()); b != nil {
-			// Rather than idle until its linger ends.
-			p.mu.Unlock()
-			return unit{items: b.items, tx: true}, true
-		}
 		closed := p.closed
-		if !closed {
-			p.idle++
-		}
 		p.mu.Unlock()
 		if closed {
 			p.signal(p.readyCh) // let the other workers see it too
 			return unit{}, false
 		}
 		<-p.readyCh
-		p.mu.Lock()
-		p.idle--
-		p.mu.Unlock()
 	}
 }
 

@@ -16,13 +16,7 @@ type txBatch struct {
 	items   []*item
 	entries int // estimated
 	timer   *time.Timer
-	created time.Time
 }
-
-// idleLinger is how long a Bundle gathers at most while a worker is idle:
-// long enough for the rows of one claim to join it, and no longer, since
-// an idle worker is capacity the linger would waste.
-const idleLinger = 2 * time.Millisecond
 
 // batch adds an item to its patient's Bundle, which goes to the ready
 // queue when it holds ehr.transaction_size entries or after
@@ -33,13 +27,9 @@ func (p *pipeline) batch(it *item) {
 	p.mu.Lock()
 	b := p.batches[key]
 	if b == nil {
-		b = &txBatch{created: time.Now()}
+		b = &txBatch{}
 		p.batches[key] = b
-		linger := p.e.cfg.EHR.TransactionLinger.D()
-		if p.idle > 0 {
-			linger = min(linger, idleLinger)
-		}
-		b.timer = time.AfterFunc(linger, func() { p.flushBatch(key, b) })
+		b.timer = time.AfterFunc(p.e.cfg.EHR.TransactionLinger.D(), func() { p.flushBatch(key, b) })
 	}
 	b.items = append(b.items, it)
 	b.entries += estimateEntries(it.rec)
@@ -85,24 +75,6 @@ func (p *pipeline) flushBatch(key string, b *txBatch) {
 	delete(p.batches, key)
 	p.mu.Unlock()
 	p.enqueue(unit{items: b.items, tx: true})
-}
-
-// takeBatchLocked removes and returns the fullest gathering batch that is
-// at least idleLinger old, for a worker that would otherwise wait; nil if
-// there is none. p.mu is held.
-func (p *pipeline) takeBatchLocked(now time.Time) *txBatch {
-	var best *txBatch
-	var bestKey string
-	for k, b := range p.batches {
-		if now.Sub(b.created) >= idleLinger && (best == nil || b.entries > best.entries) {
-			best, bestKey = b, k
-		}
-	}
-	if best != nil {
-		delete(p.batches, bestKey)
-		best.timer.Stop()
-	}
-	return best
 }
 
 // flushBatches sends every gathering batch on now.
