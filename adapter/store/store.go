@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -163,6 +164,43 @@ type Outcome struct {
 // ErrorClassLeaseExpired is the ErrorClass Rescue gives the rows it returns
 // to retrying, and the one their History records.
 const ErrorClassLeaseExpired = "lease_expired"
+
+// KindRank is the Claim order of a kind: dependencies first, since a
+// MedicationRequest references its Patient, a MedicationAdministration its
+// MedicationRequest and an Observation its MedicationAdministration.
+// Unknown kinds come last. Drivers store it with each row at insert.
+func KindRank(kind string) int {
+	switch kind {
+	case "patient":
+		return 0
+	case "order":
+		return 1
+	case "administration":
+		return 2
+	case "score":
+		return 3
+	}
+	return 9
+}
+
+// Validate reports what makes an outcome one that Finish must refuse: a
+// state other than synced, retrying, waiting or dead, no Hash, or a
+// waiting outcome that names half a dependency.
+func (out Outcome) Validate() error {
+	switch out.State {
+	case StateSynced, StateRetrying, StateDead:
+	case StateWaiting:
+		if (out.WaitKind == "") != (out.WaitID == "") {
+			return errors.New("waiting outcome names half a dependency (WaitKind and WaitID are both set or both empty)")
+		}
+	default:
+		return fmt.Errorf("outcome state %q is not synced, retrying, waiting or dead", out.State)
+	}
+	if out.Hash == "" {
+		return errors.New("outcome has no hash")
+	}
+	return nil
+}
 
 // HistoryLimit is how many attempts a store keeps per row: the newest.
 const HistoryLimit = 20

@@ -7,6 +7,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ketamine-fhir/ketamine-fhir/adapter/store"
+	"github.com/ketamine-fhir/ketamine-fhir/adapter/store/internal/column"
 )
 
 var _ store.Copier = (*Store)(nil)
@@ -49,10 +50,10 @@ func (s *Store) Load(ctx context.Context, recs []store.Record, history map[int64
 					ehr_id, ehr_version, synced_hash, sent_hash, derived, created_at, updated_at, synced_at, payload)
 				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)
 				ON CONFLICT (kind, local_id) DO NOTHING`,
-				r.ID, r.Kind, r.LocalID, kindRank(r.Kind), r.Hash, string(r.State), r.Attempts, toNanos(r.NextAttemptAt),
-				r.LeaseOwner, toNanos(r.LeaseExpires), r.WaitKind, r.WaitID, r.ErrorClass, r.ErrorDetail,
-				r.EHRID, r.EHRVersion, r.SyncedHash, r.SentHash, encodeDerived(r.Derived),
-				toNanos(r.CreatedAt), toNanos(r.UpdatedAt), toNanos(r.SyncedAt), payload)
+				r.ID, r.Kind, r.LocalID, store.KindRank(r.Kind), r.Hash, string(r.State), r.Attempts, column.ToNanos(r.NextAttemptAt),
+				r.LeaseOwner, column.ToNanos(r.LeaseExpires), r.WaitKind, r.WaitID, r.ErrorClass, r.ErrorDetail,
+				r.EHRID, r.EHRVersion, r.SyncedHash, r.SentHash, column.EncodeDerived(r.Derived),
+				column.ToNanos(r.CreatedAt), column.ToNanos(r.UpdatedAt), column.ToNanos(r.SyncedAt), payload)
 		}
 		for k, v := range meta {
 			b.Queue(setMetaSQL, k, v)
@@ -70,7 +71,7 @@ func (s *Store) Load(ctx context.Context, recs []store.Record, history map[int64
 			}
 			n++
 			for _, a := range history[r.ID] {
-				hb.Queue(attemptSQL, r.ID, toNanos(a.At), a.Attempt, string(a.State), a.ErrorClass, a.ErrorDetail,
+				hb.Queue(attemptSQL, r.ID, column.ToNanos(a.At), a.Attempt, string(a.State), a.ErrorClass, a.ErrorDetail,
 					a.WaitKind, a.WaitID, a.EHRID, a.EHRVersion, a.RequestID)
 			}
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ketamine-fhir/ketamine-fhir/adapter/store"
+	"github.com/ketamine-fhir/ketamine-fhir/adapter/store/internal/column"
 )
 
 // historyLimit is store.HistoryLimit as SQL text.
@@ -74,7 +75,7 @@ func (s *Store) History(ctx context.Context, id int64) ([]store.Attempt, error) 
 			&a.EHRID, &a.EHRVersion, &a.RequestID); err != nil {
 			return nil, fmt.Errorf("postgres: history %d: %w", id, err)
 		}
-		a.At, a.State = fromNanos(at), store.State(state)
+		a.At, a.State = column.FromNanos(at), store.State(state)
 		out = append(out, a)
 	}
 	if err := rows.Err(); err != nil {

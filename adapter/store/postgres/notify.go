@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ketamine-fhir/ketamine-fhir/adapter/store"
+	"github.com/ketamine-fhir/ketamine-fhir/adapter/store/internal/column"
 )
 
 var (
@@ -99,10 +100,10 @@ func (s *Store) Heartbeat(ctx context.Context, owner string, now time.Time, ttl 
 	var n int
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO instances (owner, expires_at) VALUES ($1, $2)
-			ON CONFLICT (owner) DO UPDATE SET expires_at = excluded.expires_at`, owner, toNanos(now.Add(ttl))); err != nil {
+			ON CONFLICT (owner) DO UPDATE SET expires_at = excluded.expires_at`, owner, column.ToNanos(now.Add(ttl))); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `DELETE FROM instances WHERE expires_at < $1`, toNanos(now)); err != nil {
+		if _, err := tx.Exec(ctx, `DELETE FROM instances WHERE expires_at < $1`, column.ToNanos(now)); err != nil {
 			return err
 		}
 		return tx.QueryRow(ctx, `SELECT COUNT(*) FROM instances`).Scan(&n)

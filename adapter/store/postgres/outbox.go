@@ -2,10 +2,8 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"sort"
 	"time"
@@ -13,26 +11,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ketamine-fhir/ketamine-fhir/adapter/store"
+	"github.com/ketamine-fhir/ketamine-fhir/adapter/store/internal/column"
 )
-
-// ErrorClassLeaseExpired is store.ErrorClassLeaseExpired.
-const ErrorClassLeaseExpired = store.ErrorClassLeaseExpired
-
-// kindRank is the Claim order of a kind, as in the SQLite driver:
-// dependencies first, unknown kinds last.
-func kindRank(kind string) int {
-	switch kind {
-	case "patient":
-		return 0
-	case "order":
-		return 1
-	case "administration":
-		return 2
-	case "score":
-		return 3
-	}
-	return 9
-}
 
 // recordCols are the columns of a store.Record, in scanRecord's order.
 const recordCols = `id, kind, local_id, hash, state, attempts, next_attempt_at,
@@ -51,18 +31,18 @@ func scanRecord(sc pgx.Row) (store.Record, error) {
 		return store.Record{}, err
 	}
 	var err error
-	if r.Derived, err = decodeDerived(derived); err != nil {
+	if r.Derived, err = column.DecodeDerived(derived); err != nil {
 		return store.Record{}, fmt.Errorf("row %d: %w", r.ID, err)
 	}
 	if r.Payload == nil {
 		r.Payload = []byte{}
 	}
 	r.State = store.State(state)
-	r.NextAttemptAt = fromNanos(next)
-	r.LeaseExpires = fromNanos(lease)
-	r.CreatedAt = fromNanos(created)
-	r.UpdatedAt = fromNanos(updated)
-	r.SyncedAt = fromNanos(syncedT)
+	r.NextAttemptAt = column.FromNanos(next)
+	r.LeaseExpires = column.FromNanos(lease)
+	r.CreatedAt = column.FromNanos(created)
+	r.UpdatedAt = column.FromNanos(updated)
+	r.SyncedAt = column.FromNanos(syncedT)
 	return r, nil
 }
 
@@ -77,55 +57,6 @@ func scanRecords(rows pgx.Rows) ([]store.Record, error) {
 		recs = append(recs, r)
 	}
 	return recs, rows.Err()
-}
-
-// encodeDerived stores a Derived list as a JSON array; empty is "".
-func encodeDerived(keys []string) string {
-	if len(keys) == 0 {
-		return ""
-	}
-	b, err := json.Marshal(keys)
-	if err != nil {
-		panic(fmt.Sprintf("postgres: marshal a []string: %v", err)) // cannot happen
-	}
-	return string(b)
-}
-
-// decodeDerived is the inverse of encodeDerived: "" is nil.
-func decodeDerived(s string) ([]string, error) {
-	if s == "" {
-		return nil, nil
-	}
-	var keys []string
-	if err := json.Unmarshal([]byte(s), &keys); err != nil {
-		return nil, fmt.Errorf("derived column is not a JSON array of strings: %w", err)
-	}
-	if len(keys) == 0 {
-		return nil, nil
-	}
-	return keys, nil
-}
-
-// toNanos stores t as Unix nanoseconds; the zero time is 0. Times outside
-// the int64 nanosecond range are clamped.
-func toNanos(t time.Time) int64 {
-	switch {
-	case t.IsZero():
-		return 0
-	case t.Year() > 2261:
-		return math.MaxInt64
-	case t.Year() < 1679:
-		return math.MinInt64
-	}
-	return t.UnixNano()
-}
-
-// fromNanos is the inverse of toNanos, in UTC.
-func fromNanos(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n).UTC()
 }
 
 const (
@@ -246,7 +177,7 @@ func (s *Store) Upsert(ctx context.Context, recs []store.NewRecord) ([]store.Ups
 	if len(recs) == 0 {
 		return out, nil
 	}
-	now := toNanos(time.Now())
+	now := column.ToNanos(time.Now())
 	inserted := false
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		inserted = false
@@ -262,7 +193,7 @@ func (s *Store) Upsert(ctx context.Context, recs []store.NewRecord) ([]store.Ups
 				)
 				err := tx.QueryRow(ctx, upsertReadSQL, r.Kind, r.LocalID).Scan(&id, &hash, &state)
 				if errors.Is(err, pgx.ErrNoRows) {
-					tag, err := tx.Exec(ctx, upsertInsertSQL, r.Kind, r.LocalID, kindRank(r.Kind), r.Hash, now, payload)
+					tag, err := tx.Exec(ctx, upsertInsertSQL, r.Kind, r.LocalID, store.KindRank(r.Kind), r.Hash, now, payload)
 					if err != nil {
 						return fmt.Errorf("record %d (%s): insert: %w", i, r.Kind, err)
 					}
@@ -317,7 +248,7 @@ func (s *Store) Claim(ctx context.Context, owner string, n int, now time.Time, l
 	}
 	var recs []store.Record
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, claimSQL, owner, toNanos(now.Add(lease)), toNanos(now), n)
+		rows, err := tx.Query(ctx, claimSQL, owner, column.ToNanos(now.Add(lease)), column.ToNanos(now), n)
 		if err != nil {
 			return err
 		}
@@ -328,7 +259,7 @@ func (s *Store) Claim(ctx context.Context, owner string, n int, now time.Time, l
 		return nil, fmt.Errorf("postgres: claim: %w", err)
 	}
 	sort.Slice(recs, func(i, j int) bool {
-		if ri, rj := kindRank(recs[i].Kind), kindRank(recs[j].Kind); ri != rj {
+		if ri, rj := store.KindRank(recs[i].Kind), store.KindRank(recs[j].Kind); ri != rj {
 			return ri < rj
 		}
 		return recs[i].ID < recs[j].ID
@@ -336,29 +267,12 @@ func (s *Store) Claim(ctx context.Context, owner string, n int, now time.Time, l
 	return recs, nil
 }
 
-// validOutcome checks what Finish needs before it touches the database.
-func validOutcome(out store.Outcome) error {
-	switch out.State {
-	case store.StateSynced, store.StateRetrying, store.StateDead:
-	case store.StateWaiting:
-		if (out.WaitKind == "") != (out.WaitID == "") {
-			return errors.New("waiting outcome names half a dependency (WaitKind and WaitID are both set or both empty)")
-		}
-	default:
-		return fmt.Errorf("outcome state %q is not synced, retrying, waiting or dead", out.State)
-	}
-	if out.Hash == "" {
-		return errors.New("outcome has no hash")
-	}
-	return nil
-}
-
 // Finish records the outcome of a row leased to owner; see store.Store.
 func (s *Store) Finish(ctx context.Context, id int64, owner string, out store.Outcome, now time.Time) error {
-	if err := validOutcome(out); err != nil {
+	if err := out.Validate(); err != nil {
 		return fmt.Errorf("postgres: finish %d: %w", id, err)
 	}
-	nowN := toNanos(now)
+	nowN := column.ToNanos(now)
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		woke, err := s.finishRow(ctx, tx, id, owner, out, nowN)
 		if err == nil && woke {
@@ -379,7 +293,7 @@ func (s *Store) FinishMany(ctx context.Context, owner string, items []store.Comp
 	errs := make([]error, len(items))
 	valid := 0
 	for i, it := range items {
-		if err := validOutcome(it.Outcome); err != nil {
+		if err := it.Outcome.Validate(); err != nil {
 			errs[i] = fmt.Errorf("postgres: finish %d: %w", it.ID, err)
 			continue
 		}
@@ -388,7 +302,7 @@ func (s *Store) FinishMany(ctx context.Context, owner string, items []store.Comp
 	if valid == 0 {
 		return errs, nil
 	}
-	nowN := toNanos(now)
+	nowN := column.ToNanos(now)
 	var itemErrs []error
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		itemErrs = slices.Clone(errs) // a retried transaction starts over
@@ -450,7 +364,7 @@ func (s *Store) finishRow(ctx context.Context, tx pgx.Tx, id int64, owner string
 		}
 		if _, err := tx.Exec(ctx, finishSyncedSQL,
 			string(newState), syncedHash, stale, out.EHRID, out.EHRVersion,
-			out.SentHash, out.SetDerived, encodeDerived(out.Derived), nowN, id); err != nil {
+			out.SentHash, out.SetDerived, column.EncodeDerived(out.Derived), nowN, id); err != nil {
 			return false, err
 		}
 		tag, err := tx.Exec(ctx, wakeSQL, nowN, kind, localID)
@@ -463,9 +377,9 @@ func (s *Store) finishRow(ctx context.Context, tx pgx.Tx, id int64, owner string
 	switch out.State {
 	case store.StateRetrying:
 		_, err = tx.Exec(ctx, finishRetryingSQL,
-			toNanos(out.NextAttemptAt), out.ErrorClass, out.ErrorDetail, out.EHRID, out.EHRVersion, nowN, id)
+			column.ToNanos(out.NextAttemptAt), out.ErrorClass, out.ErrorDetail, out.EHRID, out.EHRVersion, nowN, id)
 		// A retry due now is claimable at once.
-		return !out.NextAttemptAt.After(fromNanos(nowN)), err
+		return !out.NextAttemptAt.After(column.FromNanos(nowN)), err
 	case store.StateDead:
 		_, err = tx.Exec(ctx, finishDeadSQL,
 			out.ErrorClass, out.ErrorDetail, out.EHRID, out.EHRVersion, nowN, id)
@@ -512,7 +426,7 @@ func (s *Store) Renew(ctx context.Context, owner string, ids []int64, now time.T
 	ids = slices.Compact(slices.Sorted(slices.Values(ids)))
 	var n int64
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, renewSQL, toNanos(now.Add(lease)), owner, ids)
+		tag, err := tx.Exec(ctx, renewSQL, column.ToNanos(now.Add(lease)), owner, ids)
 		n = tag.RowsAffected()
 		return err
 	})
@@ -523,12 +437,12 @@ func (s *Store) Renew(ctx context.Context, owner string, ids []int64, now time.T
 }
 
 // Rescue moves in_flight rows whose lease expired before now to retrying,
-// claimable at once, with ErrorClass ErrorClassLeaseExpired. Any instance's
+// claimable at once, with ErrorClass store.ErrorClassLeaseExpired. Any instance's
 // Rescue returns a dead instance's rows.
 func (s *Store) Rescue(ctx context.Context, now time.Time) (int, error) {
 	var n int64
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, rescueSQL, toNanos(now), ErrorClassLeaseExpired)
+		tag, err := tx.Exec(ctx, rescueSQL, column.ToNanos(now), store.ErrorClassLeaseExpired)
 		if err != nil {
 			return err
 		}
@@ -633,7 +547,7 @@ func (s *Store) exec(ctx context.Context, notify bool, sql string, args ...any) 
 
 // Requeue moves a dead or waiting row to pending; see store.Store.
 func (s *Store) Requeue(ctx context.Context, id int64, now time.Time) error {
-	n, err := s.exec(ctx, true, requeueSQL, toNanos(now), id)
+	n, err := s.exec(ctx, true, requeueSQL, column.ToNanos(now), id)
 	if err != nil {
 		return fmt.Errorf("postgres: requeue %d: %w", id, err)
 	}
@@ -645,7 +559,7 @@ func (s *Store) Requeue(ctx context.Context, id int64, now time.Time) error {
 
 // RequeueAll moves every dead row to pending and reports how many.
 func (s *Store) RequeueAll(ctx context.Context, now time.Time) (int, error) {
-	n, err := s.exec(ctx, true, requeueAllSQL, toNanos(now))
+	n, err := s.exec(ctx, true, requeueAllSQL, column.ToNanos(now))
 	if err != nil {
 		return 0, fmt.Errorf("postgres: requeue all: %w", err)
 	}
@@ -654,7 +568,7 @@ func (s *Store) RequeueAll(ctx context.Context, now time.Time) (int, error) {
 
 // Resync moves synced rows back to pending; see store.Store.
 func (s *Store) Resync(ctx context.Context, kind string, since time.Time, now time.Time) (int, error) {
-	n, err := s.exec(ctx, true, resyncSQL, toNanos(now), kind, toNanos(since))
+	n, err := s.exec(ctx, true, resyncSQL, column.ToNanos(now), kind, column.ToNanos(since))
 	if err != nil {
 		return 0, fmt.Errorf("postgres: resync: %w", err)
 	}
@@ -698,7 +612,7 @@ func (s *Store) OldestPending(ctx context.Context) (time.Time, bool, error) {
 	if oldest == nil {
 		return time.Time{}, false, nil
 	}
-	return fromNanos(*oldest), true, nil
+	return column.FromNanos(*oldest), true, nil
 }
 
 // Meta returns the value stored under key, or an error wrapping

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/ketamine-fhir/ketamine-fhir/adapter/store"
+	"github.com/ketamine-fhir/ketamine-fhir/adapter/store/internal/column"
 )
 
 var _ store.Copier = (*Store)(nil)
@@ -52,10 +53,10 @@ func (s *Store) Load(ctx context.Context, recs []store.Record, history map[int64
 			if payload == nil {
 				payload = []byte{}
 			}
-			res, err := ins.ExecContext(ctx, r.ID, r.Kind, r.LocalID, kindRank(r.Kind), r.Hash, string(r.State), r.Attempts,
-				toNanos(r.NextAttemptAt), r.LeaseOwner, toNanos(r.LeaseExpires), r.WaitKind, r.WaitID,
-				r.ErrorClass, r.ErrorDetail, r.EHRID, r.EHRVersion, r.SyncedHash, r.SentHash, encodeDerived(r.Derived),
-				toNanos(r.CreatedAt), toNanos(r.UpdatedAt), toNanos(r.SyncedAt), payload)
+			res, err := ins.ExecContext(ctx, r.ID, r.Kind, r.LocalID, store.KindRank(r.Kind), r.Hash, string(r.State), r.Attempts,
+				column.ToNanos(r.NextAttemptAt), r.LeaseOwner, column.ToNanos(r.LeaseExpires), r.WaitKind, r.WaitID,
+				r.ErrorClass, r.ErrorDetail, r.EHRID, r.EHRVersion, r.SyncedHash, r.SentHash, column.EncodeDerived(r.Derived),
+				column.ToNanos(r.CreatedAt), column.ToNanos(r.UpdatedAt), column.ToNanos(r.SyncedAt), payload)
 			if err != nil {
 				return fmt.Errorf("row %d (%s): %w", r.ID, r.Kind, err)
 			}
@@ -68,7 +69,7 @@ func (s *Store) Load(ctx context.Context, recs []store.Record, history map[int64
 			}
 			n += k
 			for _, a := range history[r.ID] {
-				if _, err := tx.StmtContext(ctx, s.st.attempt).ExecContext(ctx, r.ID, toNanos(a.At), a.Attempt, string(a.State),
+				if _, err := tx.StmtContext(ctx, s.st.attempt).ExecContext(ctx, r.ID, column.ToNanos(a.At), a.Attempt, string(a.State),
 					a.ErrorClass, a.ErrorDetail, a.WaitKind, a.WaitID, a.EHRID, a.EHRVersion, a.RequestID); err != nil {
 					return fmt.Errorf("row %d (%s): history: %w", r.ID, r.Kind, err)
 				}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ketamine-fhir/ketamine-fhir/adapter/store"
+	"github.com/ketamine-fhir/ketamine-fhir/adapter/store/internal/column"
 )
 
 func TestLoadMigrations(t *testing.T) {
@@ -95,9 +96,9 @@ func openV1(t *testing.T, path string) map[string]store.Record {
 				next_attempt_at, lease_owner, lease_expires, wait_kind, wait_id, error_class, error_detail,
 				ehr_id, ehr_version, synced_hash, created_at, updated_at, synced_at, payload)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			r.Kind, r.LocalID, kindRank(r.Kind), r.Hash, r.State, r.Attempts,
-			toNanos(r.NextAttemptAt), r.LeaseOwner, toNanos(r.LeaseExpires), r.WaitKind, r.WaitID, r.ErrorClass, r.ErrorDetail,
-			r.EHRID, r.EHRVersion, r.SyncedHash, toNanos(r.CreatedAt), toNanos(r.UpdatedAt), toNanos(r.SyncedAt), r.Payload)
+			r.Kind, r.LocalID, store.KindRank(r.Kind), r.Hash, r.State, r.Attempts,
+			column.ToNanos(r.NextAttemptAt), r.LeaseOwner, column.ToNanos(r.LeaseExpires), r.WaitKind, r.WaitID, r.ErrorClass, r.ErrorDetail,
+			r.EHRID, r.EHRVersion, r.SyncedHash, column.ToNanos(r.CreatedAt), column.ToNanos(r.UpdatedAt), column.ToNanos(r.SyncedAt), r.Payload)
 		if err != nil {
 			t.Fatalf("insert v1 row %s: %v", name, err)
 		}

@@ -3,38 +3,15 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"sort"
 	"time"
 
 	"github.com/ketamine-fhir/ketamine-fhir/adapter/store"
+	"github.com/ketamine-fhir/ketamine-fhir/adapter/store/internal/column"
 )
-
-// ErrorClassLeaseExpired is store.ErrorClassLeaseExpired, kept for the
-// callers that named it here.
-const ErrorClassLeaseExpired = store.ErrorClassLeaseExpired
-
-// kindRank is the Claim order of a kind: dependencies first, since a
-// MedicationRequest references its Patient, a MedicationAdministration its
-// MedicationRequest and an Observation its MedicationAdministration. Unknown
-// kinds come last. Stored in the kind_rank column at insert.
-func kindRank(kind string) int {
-	switch kind {
-	case "patient":
-		return 0
-	case "order":
-		return 1
-	case "administration":
-		return 2
-	case "score":
-		return 3
-	}
-	return 9
-}
 
 // scanner is *sql.Row or *sql.Rows.
 type scanner interface {
@@ -54,67 +31,16 @@ func scanRecord(sc scanner) (store.Record, error) {
 		return store.Record{}, err
 	}
 	var err error
-	if r.Derived, err = decodeDerived(derived); err != nil {
+	if r.Derived, err = column.DecodeDerived(derived); err != nil {
 		return store.Record{}, fmt.Errorf("row %d: %w", r.ID, err)
 	}
 	r.State = store.State(state)
-	r.NextAttemptAt = fromNanos(next)
-	r.LeaseExpires = fromNanos(lease)
-	r.CreatedAt = fromNanos(created)
-	r.UpdatedAt = fromNanos(updated)
-	r.SyncedAt = fromNanos(syncedT)
+	r.NextAttemptAt = column.FromNanos(next)
+	r.LeaseExpires = column.FromNanos(lease)
+	r.CreatedAt = column.FromNanos(created)
+	r.UpdatedAt = column.FromNanos(updated)
+	r.SyncedAt = column.FromNanos(syncedT)
 	return r, nil
-}
-
-// encodeDerived stores a Derived list as a JSON array of strings; an empty
-// list is "" (the column's default), so rows that never had one and rows
-// whose list was cleared read the same.
-func encodeDerived(keys []string) string {
-	if len(keys) == 0 {
-		return ""
-	}
-	b, err := json.Marshal(keys)
-	if err != nil {
-		panic(fmt.Sprintf("sqlite: marshal a []string: %v", err)) // cannot happen
-	}
-	return string(b)
-}
-
-// decodeDerived is the inverse of encodeDerived: "" is nil.
-func decodeDerived(s string) ([]string, error) {
-	if s == "" {
-		return nil, nil
-	}
-	var keys []string
-	if err := json.Unmarshal([]byte(s), &keys); err != nil {
-		return nil, fmt.Errorf("derived column is not a JSON array of strings: %w", err)
-	}
-	if len(keys) == 0 {
-		return nil, nil
-	}
-	return keys, nil
-}
-
-// toNanos stores t as Unix nanoseconds; the zero time is 0. Times outside
-// the int64 nanosecond range (years 1678 to 2262) are clamped.
-func toNanos(t time.Time) int64 {
-	switch {
-	case t.IsZero():
-		return 0
-	case t.Year() > 2261:
-		return math.MaxInt64
-	case t.Year() < 1679:
-		return math.MinInt64
-	}
-	return t.UnixNano()
-}
-
-// fromNanos is the inverse of toNanos, in UTC.
-func fromNanos(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n).UTC()
 }
 
 // inTx runs fn in a write transaction and commits it if fn returns nil.
@@ -153,7 +79,7 @@ func (s *Store) Upsert(ctx context.Context, recs []store.NewRecord) ([]store.Ups
 	if len(recs) == 0 {
 		return out, nil
 	}
-	now := toNanos(time.Now())
+	now := column.ToNanos(time.Now())
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		sel := tx.StmtContext(ctx, s.st.upsertRead)
 		ins := tx.StmtContext(ctx, s.st.upsertInsert)
@@ -171,7 +97,7 @@ func (s *Store) Upsert(ctx context.Context, recs []store.NewRecord) ([]store.Ups
 			err := sel.QueryRowContext(ctx, r.Kind, r.LocalID).Scan(&id, &hash, &state)
 			switch {
 			case errors.Is(err, sql.ErrNoRows):
-				if _, err := ins.ExecContext(ctx, r.Kind, r.LocalID, kindRank(r.Kind), r.Hash, now, payload); err != nil {
+				if _, err := ins.ExecContext(ctx, r.Kind, r.LocalID, store.KindRank(r.Kind), r.Hash, now, payload); err != nil {
 					return fmt.Errorf("record %d (%s): insert: %w", i, r.Kind, err)
 				}
 				out[i] = store.Inserted
@@ -215,7 +141,7 @@ func (s *Store) Claim(ctx context.Context, owner string, n int, now time.Time, l
 	}
 	var recs []store.Record
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.StmtContext(ctx, s.st.claim).QueryContext(ctx, owner, toNanos(now.Add(lease)), toNanos(now), n)
+		rows, err := tx.StmtContext(ctx, s.st.claim).QueryContext(ctx, owner, column.ToNanos(now.Add(lease)), column.ToNanos(now), n)
 		if err != nil {
 			return err
 		}
@@ -234,7 +160,7 @@ func (s *Store) Claim(ctx context.Context, owner string, n int, now time.Time, l
 	}
 	// RETURNING gives no order guarantee.
 	sort.Slice(recs, func(i, j int) bool {
-		if ri, rj := kindRank(recs[i].Kind), kindRank(recs[j].Kind); ri != rj {
+		if ri, rj := store.KindRank(recs[i].Kind), store.KindRank(recs[j].Kind); ri != rj {
 			return ri < rj
 		}
 		return recs[i].ID < recs[j].ID
@@ -242,32 +168,15 @@ func (s *Store) Claim(ctx context.Context, owner string, n int, now time.Time, l
 	return recs, nil
 }
 
-// validOutcome checks what Finish needs before it touches the database.
-func validOutcome(out store.Outcome) error {
-	switch out.State {
-	case store.StateSynced, store.StateRetrying, store.StateDead:
-	case store.StateWaiting:
-		if (out.WaitKind == "") != (out.WaitID == "") {
-			return errors.New("waiting outcome names half a dependency (WaitKind and WaitID are both set or both empty)")
-		}
-	default:
-		return fmt.Errorf("outcome state %q is not synced, retrying, waiting or dead", out.State)
-	}
-	if out.Hash == "" {
-		return errors.New("outcome has no hash")
-	}
-	return nil
-}
-
 // Finish records the outcome of a row leased to owner; see store.Store and
 // store.Outcome. An invalid outcome (a state other than synced, retrying,
 // waiting or dead; no Hash; half a dependency) is an error and changes
 // nothing. A retrying outcome with a zero NextAttemptAt is claimable at once.
 func (s *Store) Finish(ctx context.Context, id int64, owner string, out store.Outcome, now time.Time) error {
-	if err := validOutcome(out); err != nil {
+	if err := out.Validate(); err != nil {
 		return fmt.Errorf("sqlite: finish %d: %w", id, err)
 	}
-	nowN := toNanos(now)
+	nowN := column.ToNanos(now)
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		return s.finishRow(ctx, tx, id, owner, out, nowN)
 	})
@@ -289,7 +198,7 @@ func (s *Store) FinishMany(ctx context.Context, owner string, items []store.Comp
 	errs := make([]error, len(items))
 	valid := 0
 	for i, it := range items {
-		if err := validOutcome(it.Outcome); err != nil {
+		if err := it.Outcome.Validate(); err != nil {
 			errs[i] = fmt.Errorf("sqlite: finish %d: %w", it.ID, err)
 			continue
 		}
@@ -298,7 +207,7 @@ func (s *Store) FinishMany(ctx context.Context, owner string, items []store.Comp
 	if valid == 0 {
 		return errs, nil
 	}
-	nowN := toNanos(now)
+	nowN := column.ToNanos(now)
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		for i, it := range items {
 			if errs[i] != nil {
@@ -351,7 +260,7 @@ func (s *Store) finishRow(ctx context.Context, tx *sql.Tx, id int64, owner strin
 		}
 		if _, err := tx.StmtContext(ctx, s.st.finishSynced).ExecContext(ctx,
 			newState, syncedHash, stale, out.EHRID, out.EHRVersion,
-			out.SentHash, out.SetDerived, encodeDerived(out.Derived), nowN, id); err != nil {
+			out.SentHash, out.SetDerived, column.EncodeDerived(out.Derived), nowN, id); err != nil {
 			return err
 		}
 		_, err := tx.StmtContext(ctx, s.st.wake).ExecContext(ctx, nowN, kind, localID)
@@ -365,7 +274,7 @@ func (s *Store) finishRow(ctx context.Context, tx *sql.Tx, id int64, owner strin
 	switch out.State {
 	case store.StateRetrying:
 		_, err = tx.StmtContext(ctx, s.st.finishRetrying).ExecContext(ctx,
-			toNanos(out.NextAttemptAt), out.ErrorClass, out.ErrorDetail, out.EHRID, out.EHRVersion, nowN, id)
+			column.ToNanos(out.NextAttemptAt), out.ErrorClass, out.ErrorDetail, out.EHRID, out.EHRVersion, nowN, id)
 	case store.StateDead:
 		_, err = tx.StmtContext(ctx, s.st.finishDead).ExecContext(ctx,
 			out.ErrorClass, out.ErrorDetail, out.EHRID, out.EHRVersion, nowN, id)
@@ -425,7 +334,7 @@ func (s *Store) Renew(ctx context.Context, owner string, ids []int64, now time.T
 	}
 	// Once each, so that an id repeated in two chunks is not counted twice.
 	ids = slices.Compact(slices.Sorted(slices.Values(ids)))
-	expires := toNanos(now.Add(lease))
+	expires := column.ToNanos(now.Add(lease))
 	var n int64
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		for chunk := range slices.Chunk(ids, chunkSize) {
@@ -453,18 +362,18 @@ func (s *Store) Renew(ctx context.Context, owner string, ids []int64, now time.T
 }
 
 // Rescue moves in_flight rows whose lease expired before now to retrying,
-// claimable at once, with ErrorClass ErrorClassLeaseExpired; see
+// claimable at once, with ErrorClass store.ErrorClassLeaseExpired; see
 // store.Store.
 func (s *Store) Rescue(ctx context.Context, now time.Time) (int, error) {
-	nowN := toNanos(now)
+	nowN := column.ToNanos(now)
 	var n int64
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		// The rescued rows' histories get the attempt first; they are
 		// pruned at their next outcome.
-		if _, err := tx.StmtContext(ctx, s.st.rescueAttempts).ExecContext(ctx, nowN, ErrorClassLeaseExpired); err != nil {
+		if _, err := tx.StmtContext(ctx, s.st.rescueAttempts).ExecContext(ctx, nowN, store.ErrorClassLeaseExpired); err != nil {
 			return err
 		}
-		res, err := tx.StmtContext(ctx, s.st.rescue).ExecContext(ctx, nowN, ErrorClassLeaseExpired)
+		res, err := tx.StmtContext(ctx, s.st.rescue).ExecContext(ctx, nowN, store.ErrorClassLeaseExpired)
 		if err != nil {
 			return err
 		}
@@ -497,7 +406,7 @@ func (s *Store) History(ctx context.Context, id int64) ([]store.Attempt, error) 
 			&a.EHRID, &a.EHRVersion, &a.RequestID); err != nil {
 			return nil, fmt.Errorf("sqlite: history %d: %w", id, err)
 		}
-		a.At, a.State = fromNanos(at), store.State(state)
+		a.At, a.State = column.FromNanos(at), store.State(state)
 		out = append(out, a)
 	}
 	if err := rows.Err(); err != nil {
@@ -620,7 +529,7 @@ func (s *Store) List(ctx context.Context, state store.State, afterID int64, limi
 func (s *Store) Requeue(ctx context.Context, id int64, now time.Time) error {
 	var n int64
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.StmtContext(ctx, s.st.requeue).ExecContext(ctx, toNanos(now), id)
+		res, err := tx.StmtContext(ctx, s.st.requeue).ExecContext(ctx, column.ToNanos(now), id)
 		if err != nil {
 			return err
 		}
@@ -641,7 +550,7 @@ func (s *Store) Requeue(ctx context.Context, id int64, now time.Time) error {
 func (s *Store) RequeueAll(ctx context.Context, now time.Time) (int, error) {
 	var n int64
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.StmtContext(ctx, s.st.requeueAll).ExecContext(ctx, toNanos(now))
+		res, err := tx.StmtContext(ctx, s.st.requeueAll).ExecContext(ctx, column.ToNanos(now))
 		if err != nil {
 			return err
 		}
@@ -662,7 +571,7 @@ func (s *Store) RequeueAll(ctx context.Context, now time.Time) (int, error) {
 func (s *Store) Resync(ctx context.Context, kind string, since time.Time, now time.Time) (int, error) {
 	var n int64
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.StmtContext(ctx, s.st.resync).ExecContext(ctx, toNanos(now), kind, toNanos(since))
+		res, err := tx.StmtContext(ctx, s.st.resync).ExecContext(ctx, column.ToNanos(now), kind, column.ToNanos(since))
 		if err != nil {
 			return err
 		}
@@ -716,7 +625,7 @@ func (s *Store) OldestPending(ctx context.Context) (time.Time, bool, error) {
 	if !oldest.Valid {
 		return time.Time{}, false, nil
 	}
-	return fromNanos(oldest.Int64), true, nil
+	return column.FromNanos(oldest.Int64), true, nil
 }
 
 // Meta returns the value stored under key, or an error wrapping

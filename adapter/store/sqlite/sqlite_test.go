@@ -220,8 +220,8 @@ func TestRescueErrorClass(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.ErrorClass != sqlite.ErrorClassLeaseExpired || !r.NextAttemptAt.Equal(now.Add(time.Minute)) {
-		t.Errorf("rescued: class %q next %v, want %q %v", r.ErrorClass, r.NextAttemptAt, sqlite.ErrorClassLeaseExpired, now.Add(time.Minute))
+	if r.ErrorClass != store.ErrorClassLeaseExpired || !r.NextAttemptAt.Equal(now.Add(time.Minute)) {
+		t.Errorf("rescued: class %q next %v, want %q %v", r.ErrorClass, r.NextAttemptAt, store.ErrorClassLeaseExpired, now.Add(time.Minute))
 	}
 }
 
