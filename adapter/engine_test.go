@@ -352,6 +352,9 @@ type sentLog struct {
 	started atomic.Int64 // requests sent, answered or not
 	mu      sync.Mutex
 	reqs    []sentRequest // requests answered or failed
+	// intercept, when set, may answer a request in the EHR's place (it
+	// is then not sent); nil lets the request through.
+	intercept func(*http.Request) *http.Response
 }
 
 func (l *sentLog) all() []sentRequest {
@@ -373,7 +376,17 @@ func (rt *recordingTransport) RoundTrip(req *http.Request) (*http.Response, erro
 		next = http.DefaultTransport
 	}
 	rt.log.started.Add(1)
-	resp, err := next.RoundTrip(req)
+	rt.log.mu.Lock()
+	intercept := rt.log.intercept
+	rt.log.mu.Unlock()
+	var resp *http.Response
+	var err error
+	if intercept != nil {
+		resp = intercept(req)
+	}
+	if resp == nil {
+		resp, err = next.RoundTrip(req)
+	}
 	s := sentRequest{Method: req.Method, Path: req.URL.Path, RawQuery: req.URL.RawQuery,
 		IfMatch: req.Header.Get("If-Match"), IfNoneExist: req.Header.Get("If-None-Exist")}
 	if err == nil {

@@ -3,8 +3,10 @@ package adapter_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -172,5 +174,94 @@ func TestSyncRejected(t *testing.T) {
 			h.requireCounts(expectedResources(t, h.cfg, append(recs, score)))
 			h.requireNoDuplicates()
 		})
+	}
+}
+
+// TestDerivedFailureDoesNotHoldUpTheRest: when the EHR answers one of an
+// administration's derived Observations with 503 and Retry-After, the
+// attempt goes on to write the others, and the retry sends only the one
+// that failed.
+func TestDerivedFailureDoesNotHoldUpTheRest(t *testing.T) {
+	t.Parallel()
+	h := syncSetup(t, nil)
+	recs := clinic(t, 1, 1)
+	var admin *mapping.Record
+	for _, r := range byKind(recs, mapping.KindAdministration) {
+		if len(r.Administration.Vitals) >= 2 {
+			admin = r
+			break
+		}
+	}
+	if admin == nil {
+		t.Fatal("no administration with two vital-sign sets in the clinic")
+	}
+	derivedOf := func(rawQuery string) string {
+		if v := identifierValue(rawQuery); strings.HasPrefix(v, admin.ID()+"/") {
+			return v
+		}
+		return ""
+	}
+	var (
+		mu     sync.Mutex
+		failed string // the first derived write of the administration
+	)
+	h.sent.mu.Lock()
+	h.sent.intercept = func(req *http.Request) *http.Response {
+		v := derivedOf(req.URL.RawQuery)
+		mu.Lock()
+		defer mu.Unlock()
+		if req.Method != http.MethodPut || v == "" || failed != "" {
+			return nil
+		}
+		failed = v
+		return &http.Response{StatusCode: http.StatusServiceUnavailable, Status: "503 Service Unavailable",
+			Header:  http.Header{"Retry-After": {"1"}, "Content-Type": {"application/fhir+json"}},
+			Body:    io.NopCloser(strings.NewReader(`{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"transient"}]}`)),
+			Request: req, ProtoMajor: 1, ProtoMinor: 1}
+	}
+	h.sent.mu.Unlock()
+
+	h.ingest(recs...)
+	stats := h.sync()
+	if stats.Synced != len(recs) || stats.Dead != 0 {
+		t.Fatalf("Sync stats %+v, want all %d synced", stats, len(recs))
+	}
+	h.requireNoDuplicates()
+	mu.Lock()
+	defer mu.Unlock()
+	if failed == "" {
+		t.Fatal("no derived write of the administration was seen")
+	}
+
+	// The failed write, then at least one other derived write of the same
+	// administration, then the retry of the failed one, once.
+	var order []string
+	for _, s := range h.sent.all() {
+		if v := derivedOf(s.RawQuery); v != "" && s.Method == http.MethodPut {
+			order = append(order, fmt.Sprintf("%s %d", v, s.Status))
+		}
+	}
+	first, retry := -1, -1
+	for i, o := range order {
+		v, _, _ := strings.Cut(o, " ")
+		if v != failed {
+			continue
+		}
+		if first < 0 {
+			first = i
+		} else if retry < 0 {
+			retry = i
+		} else {
+			t.Errorf("%s written a third time: %v", failed, order)
+		}
+	}
+	if first < 0 || retry < 0 || !strings.HasSuffix(order[first], " 503") {
+		t.Fatalf("want %s answered 503 then retried: %v", failed, order)
+	}
+	if retry-first < 2 {
+		t.Errorf("the retry of %s came before any other derived write of the administration: %v", failed, order)
+	}
+	if retry != len(order)-1 {
+		t.Errorf("derived writes after the retry of %s, want it last (the others were written already): %v", failed, order)
 	}
 }
