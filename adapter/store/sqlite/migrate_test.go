@@ -8,51 +8,21 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
-	"testing/fstest"
 	"time"
 
 	"github.com/ketamine-fhir/ketamine-fhir/adapter/store"
 	"github.com/ketamine-fhir/ketamine-fhir/adapter/store/internal/column"
+	"github.com/ketamine-fhir/ketamine-fhir/adapter/store/internal/schema"
 )
 
-func TestLoadMigrations(t *testing.T) {
+func TestEmbeddedMigrations(t *testing.T) {
 	t.Parallel()
-	ms, err := loadMigrations(migrationFiles)
+	ms, err := schema.Load(migrationFiles)
 	if err != nil {
 		t.Fatalf("embedded migrations: %v", err)
 	}
-	if ms[0].version != 1 || ms[0].name != "0001_outbox.sql" {
-		t.Errorf("first migration = %d %s, want 1 0001_outbox.sql", ms[0].version, ms[0].name)
-	}
-
-	file := &fstest.MapFile{Data: []byte("SELECT 1;")}
-	for _, tt := range []struct {
-		name  string
-		files []string
-		ok    bool
-	}{
-		{"sorted by number", []string{"0002_b.sql", "0001_a.sql", "0010_c.sql", "0003_x.sql", "0004_x.sql", "0005_x.sql", "0006_x.sql", "0007_x.sql", "0008_x.sql", "0009_x.sql"}, true},
-		{"gap", []string{"0001_a.sql", "0003_c.sql"}, false},
-		{"duplicate", []string{"0001_a.sql", "0001_b.sql"}, false},
-		{"starts at 2", []string{"0002_a.sql"}, false},
-		{"no number", []string{"outbox.sql"}, false},
-		{"zero", []string{"0000_a.sql"}, false},
-		{"none", nil, false},
-	} {
-		fsys := fstest.MapFS{}
-		for _, f := range tt.files {
-			fsys["migrations/"+f] = file
-		}
-		ms, err := loadMigrations(fsys)
-		if (err == nil) != tt.ok {
-			t.Errorf("%s: err = %v, want ok %v", tt.name, err, tt.ok)
-			continue
-		}
-		for i, m := range ms {
-			if m.version != i+1 {
-				t.Errorf("%s: migration %d has version %d", tt.name, i, m.version)
-			}
-		}
+	if ms[0].Version != 1 || ms[0].Name != "0001_outbox.sql" {
+		t.Errorf("first migration = %d %s, want 1 0001_outbox.sql", ms[0].Version, ms[0].Name)
 	}
 }
 
@@ -62,7 +32,7 @@ func TestLoadMigrations(t *testing.T) {
 func openV1(t *testing.T, path string) map[string]store.Record {
 	t.Helper()
 	ctx := context.Background()
-	ms, err := loadMigrations(migrationFiles)
+	ms, err := schema.Load(migrationFiles)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ketamine-fhir/ketamine-fhir/adapter/store"
+	"github.com/ketamine-fhir/ketamine-fhir/adapter/store/internal/schema"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 )
@@ -97,9 +98,9 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	if strings.ContainsRune(path, '?') || strings.HasPrefix(path, "file:") {
 		return nil, fmt.Errorf("sqlite: open %q: path must be a file path or %q, not a URI", path, MemoryPath)
 	}
-	ms, err := loadMigrations(migrationFiles)
+	ms, err := schema.Load(migrationFiles)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("sqlite: %w", err)
 	}
 
 	syncMode := "NORMAL"
