@@ -1,6 +1,7 @@
 package fhirtest
 
 import (
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -545,6 +546,18 @@ func TestConformance(t *testing.T) {
 			want: expect{status: 422},
 		},
 		{
+			name: "with validation off a resourceType other than the URL's is still 400",
+			opts: []Option{WithValidation(false)},
+			req:  request{"POST", "/Patient", observationJSON("", "O1", "", "final", ""), nil},
+			want: expect{status: 400, body: map[string]string{"issue.0.code": "invalid"}},
+		},
+		{
+			name: "with validation off a dangling reference is still 422",
+			opts: []Option{WithValidation(false)},
+			req:  request{"POST", "/Observation", observationJSON("", "O1", "Patient/nope", "final", ""), nil},
+			want: expect{status: 422, body: map[string]string{"issue.0.code": "not-found"}},
+		},
+		{
 			name: "a dangling reference is accepted with integrity off",
 			opts: []Option{WithReferentialIntegrity(false)},
 			req:  request{"POST", "/Observation", observationJSON("", "O1", "Patient/nope", "final", ""), nil},
@@ -702,5 +715,33 @@ func TestLocationIsReadable(t *testing.T) {
 	updated := c.do("PUT", "/Patient/"+str(created.get("id")), patientJSON(str(created.get("id")), "M1"), "If-Match", created.header.Get("ETag"))
 	if updated.status != 200 || updated.header.Get("ETag") != `W/"2"` {
 		t.Fatalf("PUT with If-Match from ETag: %d %s", updated.status, updated.body)
+	}
+}
+
+// With validation off, a resource the validating parser would refuse is
+// stored as sent (the one thing WithValidation(false) changes), and with it
+// on, the same write is refused and nothing is stored. The answer is read
+// with net/http, as the test client refuses invalid R4.
+func TestWithValidationOff(t *testing.T) {
+	const body = `{"resourceType":"Patient","nickname":"x"}`
+	for _, on := range []bool{true, false} {
+		s, _ := setup(t, WithValidation(on))
+		r, err := http.Post(s.URL+"/Patient", "application/fhir+json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(r.Body)
+		r.Body.Close()
+		want := map[bool]int{true: 422, false: 201}[on]
+		if r.StatusCode != want {
+			t.Fatalf("validation %v: status = %d, want %d\n%s", on, r.StatusCode, want, got)
+		}
+		wantCount := map[bool]int{true: 0, false: 1}[on]
+		if n := s.Count("Patient"); n != wantCount {
+			t.Errorf("validation %v: Count = %d, want %d", on, n, wantCount)
+		}
+		if !on && !strings.Contains(string(got), `"nickname":"x"`) {
+			t.Errorf("validation off: the stored resource lost the element: %s", got)
+		}
 	}
 }

@@ -51,6 +51,7 @@ type config struct {
 	basePath     string
 	updateCreate bool
 	integrity    bool
+	noValidate   bool // WithValidation(false)
 	seed         int64
 	now          func() time.Time
 	logLimit     int
@@ -86,6 +87,19 @@ func WithUpdateCreate(on bool) Option {
 // true.
 func WithReferentialIntegrity(on bool) Option {
 	return func(c *config) { c.integrity = on }
+}
+
+// WithValidation sets whether every resource written is checked against
+// the FHIR R4 structure definitions with google/fhir/go's validating
+// parser, and answered 422 with an OperationOutcome when it fails.
+// Defaults to true. Off, a write still needs a JSON object whose
+// resourceType is an R4 type matching the URL, and referential integrity
+// still applies; what is stored is not checked further. Validation is
+// most of fhirtest's CPU per write (about 600 us a resource on a slow
+// core): turn it off only for throughput runs whose client validates
+// what it sends, where the server's CPU would otherwise be measured too.
+func WithValidation(on bool) Option {
+	return func(c *config) { c.noValidate = !on }
 }
 
 // WithSeed seeds the fault generator. Defaults to DefaultSeed.

@@ -22,6 +22,7 @@ type ehrOptions struct {
 	addr, basePath    string
 	updateCreate      bool
 	integrity         bool
+	validate          bool
 	seed              int64
 	latency           string
 	failRate          float64
@@ -61,6 +62,7 @@ func runEHR(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.basePath, "base-path", fhirtest.DefaultBasePath, "`path` the FHIR API is served under")
 	fs.BoolVar(&o.updateCreate, "update-create", true, "allow PUT to create resources with client ids (false: 405, as many EHRs)")
 	fs.BoolVar(&o.integrity, "referential-integrity", true, "reject writes whose local references do not resolve (422) and deletes of referenced resources (409)")
+	fs.BoolVar(&o.validate, "validate", true, "check every resource written against the FHIR R4 structure definitions (422 when it fails); false only for throughput runs, where validation is most of the EHR's CPU")
 	fs.Int64Var(&o.seed, "seed", fhirtest.DefaultSeed, "`seed` of the fault generator: the same seed and requests give the same faults")
 	fs.StringVar(&o.latency, "latency", "", "delay every request: a fixed `duration` (50ms) or a uniform range (10ms-200ms)")
 	fs.Float64Var(&o.failRate, "fail-rate", 0, "fail this `fraction` of requests (0-1) with a status from --fail-status, before processing")
@@ -112,6 +114,7 @@ func runEHR(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fhirtest.WithBasePath(o.basePath),
 		fhirtest.WithUpdateCreate(o.updateCreate),
 		fhirtest.WithReferentialIntegrity(o.integrity),
+		fhirtest.WithValidation(o.validate),
 		fhirtest.WithSeed(o.seed),
 		fhirtest.WithPageSize(o.pageSize, o.maxPage),
 		fhirtest.WithMaxBodyBytes(o.maxBodyBytes),
