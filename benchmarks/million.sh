@@ -11,8 +11,20 @@
 #   SEED          generator seed (default 1)
 #   DIR           work directory (default /tmp/kf-1m); its outbox is
 #                 started afresh
-#   DEADLINE      sync --deadline (default 45m): the sync stops claiming
+#   DEADLINE      sync --deadline (default 100m): the sync stops claiming
 #                 then, and the script reports how far it got
+#   STRATEGY      ehr.write_strategy default (default: the config default,
+#                 conditional-update)
+#   EHR_FLAGS     more flags for `ketamine-fhir ehr` (default
+#                 --validate=false: on a 2-core machine the EHR's
+#                 validating parse, about 600 us a resource, would share
+#                 the cores with the adapter being measured; the adapter
+#                 validates every resource it sends, and BENCHMARKS.md
+#                 section 4 gives a run with validation on)
+#   EHR_GOMEMLIMIT  GOMEMLIMIT of the EHR process (default 15GiB): fhirtest
+#                 holds about 2.3 KB a resource live, 10 GB for the
+#                 clinic's 4.25 M, and Go's default collector target would
+#                 double that
 #   MIN_AVAIL_MB  memory watchdog (default 3072): if the machine's
 #                 MemAvailable falls below this while syncing (the EHR
 #                 keeps every resource in memory), the sync is stopped
@@ -23,7 +35,10 @@ set -euo pipefail
 PATIENTS=${PATIENTS:-48120}
 SEED=${SEED:-1}
 DIR=${DIR:-/tmp/kf-1m}
-DEADLINE=${DEADLINE:-45m}
+DEADLINE=${DEADLINE:-100m}
+STRATEGY=${STRATEGY:-}
+EHR_FLAGS=${EHR_FLAGS---validate=false}
+EHR_GOMEMLIMIT=${EHR_GOMEMLIMIT:-15GiB}
 MIN_AVAIL_MB=${MIN_AVAIL_MB:-3072}
 cd "$(dirname "$0")/.."
 mkdir -p "$DIR"
@@ -48,7 +63,8 @@ stamp "clinic: $(wc -l <"$CLINIC") records, $(du -m "$CLINIC" | cut -f1) MB"
 
 # The EHR, a separate process on a free port, under /usr/bin/time for its
 # peak RSS; EHR_PID is the ehr process itself (the child of time).
-/usr/bin/time -v -o "$DIR/ehr.time" "$DIR/kf" ehr --addr 127.0.0.1:0 --request-log-limit 1000 \
+# shellcheck disable=SC2086 # EHR_FLAGS is a list of flags
+GOMEMLIMIT=$EHR_GOMEMLIMIT /usr/bin/time -v -o "$DIR/ehr.time" "$DIR/kf" ehr --addr 127.0.0.1:0 --request-log-limit 1000 $EHR_FLAGS \
 	>"$DIR/ehr.out" 2>"$DIR/ehr.err" &
 TIME_PID=$!
 for _ in $(seq 100); do
@@ -58,12 +74,14 @@ done
 EHR_PID=$(pgrep -P "$TIME_PID")
 BASE=$(sed -n 's/.*serving FHIR R4 at //p' "$DIR/ehr.out")
 [ -n "$BASE" ] && [ -n "$EHR_PID" ] || { echo "the EHR did not start" >&2; cat "$DIR/ehr.err" >&2; exit 1; }
-stamp "EHR pid $EHR_PID at $BASE"
+stamp "EHR pid $EHR_PID at $BASE (flags: ${EHR_FLAGS:-none}, GOMEMLIMIT $EHR_GOMEMLIMIT)"
 
 cat >"$DIR/kf.yaml" <<YAML
 store: sqlite:$DIR/outbox.db
 ehr:
   base_url: $BASE
+${STRATEGY:+  write_strategy:
+    default: $STRATEGY}
 log:
   format: json
   level: warn
