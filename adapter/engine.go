@@ -125,9 +125,12 @@ func New(cfg *Config, st store.Store, opts Options) (*Engine, error) {
 		RetryWaitMax:        cfg.EHR.RetryWaitMax.D(),
 		Pacer:               e.pacer,
 		MaxIdleConnsPerHost: 2 * cfg.Sync.Concurrency,
-		UserAgent:           "ketamine-fhir",
-		HTTPClient:          opts.HTTPClient,
-		Logger:              opts.Logger,
+		// sync.concurrency requests in flight, whatever the number of
+		// workers (the pipeline runs more, see spareWorkers).
+		MaxInFlight: cfg.Sync.Concurrency,
+		UserAgent:   "ketamine-fhir",
+		HTTPClient:  opts.HTTPClient,
+		Logger:      opts.Logger,
 		Auth: ehr.AuthConfig{
 			Mode: cfg.EHR.Auth.Mode, Token: cfg.EHR.Auth.Token,
 			ClientID: cfg.EHR.Auth.ClientID, ClientSecret: cfg.EHR.Auth.ClientSecret,

@@ -151,15 +151,16 @@ type pipeline struct {
 
 func (e *Engine) newPipeline(mode runMode, claimCtx, workCtx context.Context) *pipeline {
 	c := e.cfg.Sync.Concurrency
-	capacity := c + e.cfg.Sync.BatchSize
+	workers := c + spareWorkers(c)
+	capacity := workers + e.cfg.Sync.BatchSize
 	if e.usesTransactions() {
 		// Enough rows to fill a Bundle per worker while the next ones
 		// gather.
-		capacity = 2*c*e.cfg.EHR.TransactionSize + e.cfg.Sync.BatchSize
+		capacity = 2*workers*e.cfg.EHR.TransactionSize + e.cfg.Sync.BatchSize
 	}
 	return &pipeline{
 		e: e, mode: mode, claimCtx: claimCtx, workCtx: workCtx,
-		workers:  c,
+		workers:  workers,
 		capacity: capacity,
 		held:     map[int64]*item{},
 		local:    map[mapping.Dependency]int64{},
@@ -173,6 +174,15 @@ func (e *Engine) newPipeline(mode runMode, claimCtx, workCtx context.Context) *p
 		stats:    newStats(),
 	}
 }
+
+// spareWorkers is how many workers run beyond the c requests the EHR
+// client lets be in flight (ehr.Config.MaxInFlight): while c workers wait for
+// answers, the spare ones map the next records and build the next Bundle,
+// then wait for a slot, so a freed slot is taken at once. Without them a
+// worker's slot stood empty while it mapped: at 50 ms, 5.5 transaction
+// Bundles of 9 resources were in flight at C = 8, not 8 (BENCHMARKS.md
+// section 2.4).
+func spareWorkers(c int) int { return max(2, c/2) }
 
 // usesTransactions reports whether any resource type is written with
 // transaction Bundles.

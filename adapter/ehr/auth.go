@@ -69,17 +69,22 @@ type tokenSource interface {
 	token(ctx context.Context, stale string) (string, error)
 	// refreshable reports whether a 401 is worth one refresh.
 	refreshable() bool
+	// current returns the cached token if it is still valid, else "",
+	// without fetching.
+	current() string
 }
 
 type noAuth struct{}
 
 func (noAuth) token(context.Context, string) (string, error) { return "", nil }
 func (noAuth) refreshable() bool                             { return false }
+func (noAuth) current() string                               { return "" }
 
 type staticToken string
 
 func (t staticToken) token(context.Context, string) (string, error) { return string(t), nil }
 func (staticToken) refreshable() bool                               { return false }
+func (t staticToken) current() string                               { return string(t) }
 
 func newTokenSource(cfg AuthConfig, c *Client) (tokenSource, error) {
 	mode := strings.TrimSpace(cfg.Mode)
@@ -151,6 +156,15 @@ type oauthSource struct {
 }
 
 func (s *oauthSource) refreshable() bool { return true }
+
+func (s *oauthSource) current() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tok != "" && s.c.now().Before(s.validTo) {
+		return s.tok
+	}
+	return ""
+}
 
 func (s *oauthSource) token(ctx context.Context, stale string) (string, error) {
 	for {
@@ -330,7 +344,9 @@ func (t *tokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	h := r.Header.Clone()
 	h.Set("Accept", "application/json")
 	h.Set("User-Agent", t.c.userAgent)
-	raw, err := t.c.send(r.Context(), sendSpec{
+	// Not counted against MaxInFlight: the request that needs the token
+	// may hold a slot (freshTokenTransport).
+	raw, err := t.c.send(context.WithValue(r.Context(), tokenRequestKey{}, true), sendSpec{
 		method:   r.Method,
 		u:        r.URL,
 		logPath:  t.logPath,

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
+	"golang.org/x/sync/semaphore"
 )
 
 // Config configures a Client. The zero value of every optional field
@@ -71,6 +72,13 @@ type Config struct {
 	// steady state opens no new connections. Defaults to 64. Ignored
 	// when HTTPClient brings its own transport.
 	MaxIdleConnsPerHost int
+	// MaxInFlight is the most requests to the EHR sent and not yet
+	// answered (headers in) at once; more wait, first come first served,
+	// before they wait for the Pacer. It lets a caller run more goroutines
+	// than requests in flight, so that the next request is ready when one
+	// is answered. Token requests are not counted: a request may refresh
+	// the token while it holds its place. 0 means no limit.
+	MaxInFlight int
 }
 
 // Pacer paces a Client's requests. Wait blocks until a request may be
@@ -251,9 +259,18 @@ func New(cfg Config) (*Client, error) {
 	// failed request; with one client shared by concurrent requests that
 	// would drop the whole keep-alive pool on each 429 that exhausts its
 	// retries. The shield hides CloseIdleConnections from it.
+	// From the wire up: the token is made current last, after the waits
+	// above it; the pacer sets the rate; the slots bound the requests in
+	// flight.
 	var rt http.RoundTripper = c.transport
+	if cfg.Auth.Mode == AuthClientSecret || cfg.Auth.Mode == AuthSMARTBackend {
+		rt = freshTokenTransport{rt}
+	}
 	if cfg.Pacer != nil {
 		rt = pacedTransport{rt: rt, pacer: cfg.Pacer, now: c.now}
+	}
+	if cfg.MaxInFlight > 0 {
+		rt = slotTransport{rt: rt, slots: semaphore.NewWeighted(int64(cfg.MaxInFlight))}
 	}
 	hc.Transport = idleShield{rt}
 	hc.Timeout = timeout
@@ -336,6 +353,67 @@ func (p pacedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
+// slotTransport lets at most MaxInFlight requests through at once, token
+// requests apart.
+type slotTransport struct {
+	rt    http.RoundTripper
+	slots *semaphore.Weighted
+}
+
+type tokenRequestKey struct{}
+
+func (t slotTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Context().Value(tokenRequestKey{}) != nil {
+		return t.rt.RoundTrip(r)
+	}
+	if err := t.slots.Acquire(r.Context(), 1); err != nil {
+		if r.Body != nil {
+			r.Body.Close()
+		}
+		return nil, err
+	}
+	defer t.slots.Release(1)
+	return t.rt.RoundTrip(r)
+}
+
+// freshToken is how a request's bearer token is kept current while it
+// waits for the pacer; doURL puts it in the request's context.
+type freshToken struct {
+	scheme, host string // the token goes to this origin only
+	src          tokenSource
+	used         string // the token sent last
+	refresh      bool   // a 401 is followed by a refresh (doURL's first try)
+}
+
+type freshTokenKey struct{}
+
+// freshTokenTransport sits below the pacer. A request that waited there
+// (for a free slot, the rate or a pause) while the token was replaced is
+// sent with the new token, not with the one it was built with, which
+// would only earn a 401 of its own. And a 401 refreshes the token before
+// the answer goes up through the pacer, which frees the request's slot:
+// the next request in line then takes the new token. (A failed refresh is
+// left for doURL, whose own call to the source fetches again and reports
+// it.)
+type freshTokenTransport struct{ rt http.RoundTripper }
+
+func (t freshTokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	ft, _ := r.Context().Value(freshTokenKey{}).(*freshToken)
+	if ft == nil || r.URL.Scheme != ft.scheme || !strings.EqualFold(r.URL.Host, ft.host) {
+		return t.rt.RoundTrip(r)
+	}
+	if tok := ft.src.current(); tok != "" && tok != ft.used {
+		r = r.Clone(r.Context()) // a RoundTripper must not change its request
+		r.Header.Set("Authorization", "Bearer "+tok)
+		ft.used = tok
+	}
+	resp, err := t.rt.RoundTrip(r)
+	if err == nil && resp.StatusCode == http.StatusUnauthorized && ft.refresh {
+		_, _ = ft.src.token(r.Context(), ft.used)
+	}
+	return resp, err
+}
+
 // idleShield hides the transport's CloseIdleConnections (see New).
 type idleShield struct{ rt http.RoundTripper }
 
@@ -407,11 +485,20 @@ func (c *Client) doURL(ctx context.Context, req Request, u *url.URL, logPath str
 			return nil, err
 		}
 		spec.header = header
+		sendCtx := ctx
+		var ft *freshToken
 		if tok != "" {
 			spec.header = header.Clone()
 			spec.header.Set("Authorization", "Bearer "+tok)
+			if c.auth.refreshable() {
+				ft = &freshToken{scheme: u.Scheme, host: u.Host, src: c.auth, used: tok, refresh: try == 0}
+				sendCtx = context.WithValue(ctx, freshTokenKey{}, ft)
+			}
 		}
-		raw, err := c.send(ctx, spec)
+		raw, err := c.send(sendCtx, spec)
+		if ft != nil {
+			tok = ft.used // the token the last attempt carried
+		}
 		if err != nil {
 			if te := (*TransientError)(nil); errors.As(err, &te) {
 				te.Method, te.ResourceType = req.Method, req.ResourceType

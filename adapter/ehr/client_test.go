@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -710,5 +711,51 @@ func TestNewErrors(t *testing.T) {
 				t.Errorf("New: %v, want an error containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestMaxInFlight: with MaxInFlight 2, six concurrent requests reach the
+// server at most two at a time, and all six are answered.
+func TestMaxInFlight(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	cur, peak := 0, 0
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		cur++
+		peak = max(peak, cur)
+		mu.Unlock()
+		<-release
+		mu.Lock()
+		cur--
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/fhir+json")
+		io.WriteString(w, `{"resourceType":"Patient","id":"p"}`)
+	}))
+	defer srv.Close()
+	c, err := New(Config{BaseURL: srv.URL, MaxInFlight: 2, RetryMax: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 6)
+	for range 6 {
+		go func() {
+			_, err := c.Do(ctxT(t), Request{Method: http.MethodGet, Path: "Patient/p"})
+			errs <- err
+		}()
+	}
+	// Let requests in one at a time; every time, no more than two are in.
+	for range 6 {
+		time.Sleep(20 * time.Millisecond) // room for a third to arrive, if it could
+		release <- struct{}{}
+	}
+	for range 6 {
+		if err := <-errs; err != nil {
+			t.Errorf("Do: %v", err)
+		}
+	}
+	if peak != 2 {
+		t.Errorf("at most %d requests reached the server at once, want 2", peak)
 	}
 }
