@@ -37,6 +37,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -432,6 +433,10 @@ func strategyConfig(strategy string, c int) func(*adapter.Config) {
 //   - steady_achieved/bar: the same after the pacer's slow start, from
 //     the requests answered 2xx that arrived 2 s (benchWarm) or more
 //     after the start. It is no bar; it tells the start from the rest.
+//   - in_flight/C and round_trip_ms (flightMeter): how full the adapter
+//     keeps its C slots, and how long a request takes from sent to
+//     answered (the latency plus the EHR's processing). No bar either:
+//     they tell the adapter's share of a shortfall from the EHR's.
 //
 // Conditional updates sync 200 x C scores (10 s at the bound);
 // transactions 6,000 scores, whose bound is the CPU ceiling.
@@ -446,10 +451,12 @@ func BenchmarkDeliveryLatencyBound(b *testing.B) {
 				}
 				patients, scores := benchScores(b, n)
 				var slow, fast benchRun
+				var meter flightMeter
 				for i := 0; i < b.N; i++ {
 					d := newBenchDelivery(b, strategyConfig(strategy, c), patients)
 					d.srv.SetLatency(benchLatency, benchLatency)
 					d.timeline = benchLatency
+					d.opts.HTTPClient = meter.client(c)
 					slow.add(d.syncTimed(b, scores, len(scores), true))
 					d.close()
 					// The ceiling, outside ns/op: the same without latency.
@@ -472,10 +479,92 @@ func BenchmarkDeliveryLatencyBound(b *testing.B) {
 				b.ReportMetric(bar, "bar_resources/s")
 				b.ReportMetric(got/bar, "achieved/bar")
 				b.ReportMetric(slow.steadyPerSecond()/bar, "steady_achieved/bar")
+				// What the adapter controls: how full it keeps its C
+				// slots, and how long the round trips it waits for last.
+				b.ReportMetric(meter.meanInFlight()/float64(c), "in_flight/C")
+				b.ReportMetric(meter.meanRoundTrip().Seconds()*1000, "round_trip_ms")
 			})
 		}
 	}
 }
+
+// flightMeter is a transport under the EHR client (below its slots and
+// pacer) that measures the requests in flight over time, from the first
+// request sent to the last answered, and their round trips (request sent
+// to response headers). The ratio of the mean in flight to C is how full
+// the adapter keeps its slots; the round trip is the EHR's latency plus
+// its processing.
+type flightMeter struct {
+	mu       sync.Mutex
+	inFlight int
+	first    time.Time
+	last     time.Time
+	area     float64 // requests in flight x seconds
+	span     time.Duration
+	n        int
+	rt       time.Duration
+}
+
+// client returns an HTTP client through the meter, for one run at
+// concurrency c. Runs add up.
+func (m *flightMeter) client(c int) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 2 * c
+	m.mu.Lock()
+	if !m.first.IsZero() {
+		m.span += m.last.Sub(m.first)
+	}
+	m.first, m.last = time.Time{}, time.Time{}
+	m.mu.Unlock()
+	return &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		t0 := m.step(1)
+		resp, err := t.RoundTrip(r)
+		t1 := m.step(-1)
+		m.mu.Lock()
+		m.n++
+		m.rt += t1.Sub(t0)
+		m.mu.Unlock()
+		return resp, err
+	})}
+}
+
+// step records a change of the requests in flight by d, now.
+func (m *flightMeter) step(d int) time.Time {
+	now := time.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.first.IsZero() {
+		m.first = now
+	} else {
+		m.area += float64(m.inFlight) * now.Sub(m.last).Seconds()
+	}
+	m.last = now
+	m.inFlight += d
+	return now
+}
+
+func (m *flightMeter) meanInFlight() float64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	span := m.span + m.last.Sub(m.first)
+	if span <= 0 {
+		return 0
+	}
+	return m.area / span.Seconds()
+}
+
+func (m *flightMeter) meanRoundTrip() time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.n == 0 {
+		return 0
+	}
+	return m.rt / time.Duration(m.n)
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // The clinic sizes of BenchmarkDeliveryVsNaive: the naive client and the
 // adapter sync the small clinic; the adapter also syncs the large one.
