@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ketamine-fhir/ketamine-fhir/adapter/ehr"
@@ -114,6 +115,54 @@ func staleDerived(was []string, res []mapping.Resource) []string {
 	return stale
 }
 
+// writeDerived writes the derived resources of it not yet written,
+// concurrently, and marks those that succeed. It returns the first error
+// that is not transient if any, else the first transient one.
+func (e *Engine) writeDerived(ctx context.Context, it *item) error {
+	if it.derivedDone == nil {
+		it.derivedDone = make([]bool, len(it.mapped)-1)
+	}
+	typ := primaryType(it.rec.Kind)
+	var (
+		wg               sync.WaitGroup
+		mu               sync.Mutex
+		fatal, transient error
+		progress         bool
+	)
+	for i, done := range it.derivedDone {
+		if done {
+			continue
+		}
+		d := it.mapped[1+i]
+		d.JSON = withSelf(d.JSON, typ, typ+"/"+it.id)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _, err := e.writeConditional(ctx, d, true)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				it.derivedDone[i], progress = true, true
+			case ehr.Classify(err) != ehr.ClassTransient:
+				if fatal == nil {
+					fatal = err
+				}
+			case transient == nil:
+				transient = err
+			}
+		}()
+	}
+	wg.Wait()
+	if progress {
+		it.tries = 0 // progress renews the budget of in-memory tries
+	}
+	if fatal != nil {
+		return fatal
+	}
+	return transient
+}
+
 // deliverItem makes one attempt at delivering an item and says what comes
 // next. It resumes where an earlier in-memory attempt stopped.
 func (e *Engine) deliverItem(ctx context.Context, p *pipeline, it *item) result {
@@ -141,34 +190,14 @@ func (e *Engine) deliverItem(ctx context.Context, p *pipeline, it *item) result 
 			e.patientIDs.Store(rec.Patient.MRN, id)
 		}
 	}
-	// The derived resources: a transient failure of one does not hold up
-	// the others (each 429/503 costs its Retry-After, and an
-	// administration has a dozen), so a retry sends only those that
-	// failed, after one wait.
-	typ := primaryType(rec.Kind)
-	if it.derivedDone == nil {
-		it.derivedDone = make([]bool, len(it.mapped)-1)
-	}
-	var transient error
-	for i, done := range it.derivedDone {
-		if done {
-			continue
-		}
-		d := it.mapped[1+i]
-		d.JSON = withSelf(d.JSON, typ, typ+"/"+it.id)
-		if _, _, err := e.writeConditional(ctx, d, true); err != nil {
-			if ehr.Classify(err) != ehr.ClassTransient {
-				return e.failed(it, err)
-			}
-			if transient == nil {
-				transient = err
-			}
-			continue
-		}
-		it.derivedDone[i], it.tries = true, 0 // progress renews the budget of in-memory tries
-	}
-	if transient != nil {
-		return e.failed(it, transient)
+	// The derived resources, all at once: they depend on the primary
+	// resource alone, and each has its own identifier, so one write is
+	// still in flight per identifier. An administration's vital signs then
+	// cost one round trip, not eight (the EHR client's slots bound the
+	// requests in flight). A transient failure of one does not hold up the
+	// others; a retry sends only those that failed, after one wait.
+	if err := e.writeDerived(ctx, it); err != nil {
+		return e.failed(it, err)
 	}
 	stale := staleDerived(r.Derived, it.mapped)
 	for it.retired < len(stale) {

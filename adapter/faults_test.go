@@ -265,3 +265,68 @@ func TestDerivedFailureDoesNotHoldUpTheRest(t *testing.T) {
 		t.Errorf("derived writes after the retry of %s, want it last (the others were written already): %v", failed, order)
 	}
 }
+
+// TestDerivedWritesAreConcurrent: an administration's derived resources
+// are written at once, not one after the other. The first derived write of
+// the administration is held until a second one arrives (at most 5 s):
+// written one after the other, the second never comes while the first is
+// held.
+func TestDerivedWritesAreConcurrent(t *testing.T) {
+	t.Parallel()
+	h := syncSetup(t, nil)
+	recs := clinic(t, 1, 1)
+	var admin *mapping.Record
+	for _, r := range byKind(recs, mapping.KindAdministration) {
+		if len(r.Administration.Vitals) >= 1 {
+			admin = r
+			break
+		}
+	}
+	if admin == nil {
+		t.Fatal("no administration with vital signs in the clinic")
+	}
+	var (
+		mu       sync.Mutex
+		arrived  int
+		second   = make(chan struct{})
+		together bool
+	)
+	h.sent.mu.Lock()
+	h.sent.intercept = func(req *http.Request) *http.Response {
+		if req.Method != http.MethodPut || !strings.HasPrefix(identifierValue(req.URL.RawQuery), admin.ID()+"/") {
+			return nil
+		}
+		mu.Lock()
+		arrived++
+		n := arrived
+		mu.Unlock()
+		switch n {
+		case 1:
+			select {
+			case <-second:
+				mu.Lock()
+				together = true
+				mu.Unlock()
+			case <-time.After(5 * time.Second):
+			}
+		case 2:
+			close(second)
+		}
+		return nil
+	}
+	h.sent.mu.Unlock()
+
+	h.ingest(recs...)
+	if stats := h.sync(); stats.Synced != len(recs) || stats.Dead != 0 {
+		t.Fatalf("Sync stats %+v, want all %d synced", stats, len(recs))
+	}
+	h.requireNoDuplicates()
+	mu.Lock()
+	defer mu.Unlock()
+	if arrived < 2 {
+		t.Fatalf("%d derived writes of the administration, want at least 2", arrived)
+	}
+	if !together {
+		t.Error("the second derived write came only after the first was answered: derived writes are sequential")
+	}
+}
