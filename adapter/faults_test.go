@@ -185,16 +185,7 @@ func TestDerivedFailureDoesNotHoldUpTheRest(t *testing.T) {
 	t.Parallel()
 	h := syncSetup(t, nil)
 	recs := clinic(t, 1, 1)
-	var admin *mapping.Record
-	for _, r := range byKind(recs, mapping.KindAdministration) {
-		if len(r.Administration.Vitals) >= 2 {
-			admin = r
-			break
-		}
-	}
-	if admin == nil {
-		t.Fatal("no administration with two vital-sign sets in the clinic")
-	}
+	admin := adminWithVitals(t, recs, 2)
 	derivedOf := func(rawQuery string) string {
 		if v := identifierValue(rawQuery); strings.HasPrefix(v, admin.ID()+"/") {
 			return v
@@ -275,16 +266,7 @@ func TestDerivedWritesAreConcurrent(t *testing.T) {
 	t.Parallel()
 	h := syncSetup(t, nil)
 	recs := clinic(t, 1, 1)
-	var admin *mapping.Record
-	for _, r := range byKind(recs, mapping.KindAdministration) {
-		if len(r.Administration.Vitals) >= 1 {
-			admin = r
-			break
-		}
-	}
-	if admin == nil {
-		t.Fatal("no administration with vital signs in the clinic")
-	}
+	admin := adminWithVitals(t, recs, 1)
 	var (
 		mu       sync.Mutex
 		arrived  int
@@ -329,4 +311,17 @@ func TestDerivedWritesAreConcurrent(t *testing.T) {
 	if !together {
 		t.Error("the second derived write came only after the first was answered: derived writes are sequential")
 	}
+}
+
+// adminWithVitals returns the first administration of recs with at least n
+// vital-sign sets.
+func adminWithVitals(t *testing.T, recs []*mapping.Record, n int) *mapping.Record {
+	t.Helper()
+	for _, r := range byKind(recs, mapping.KindAdministration) {
+		if len(r.Administration.Vitals) >= n {
+			return r
+		}
+	}
+	t.Fatalf("no administration with %d vital-sign sets in the clinic", n)
+	return nil
 }
