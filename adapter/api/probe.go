@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ketamine-fhir/ketamine-fhir/adapter/internal/ticker"
 	"github.com/ketamine-fhir/ketamine-fhir/adapter/metrics"
 )
 
@@ -70,9 +71,7 @@ type EHRProber struct {
 	last   EHRStatus
 	probed bool
 
-	runMu  sync.Mutex
-	cancel context.CancelFunc
-	done   chan struct{}
+	loop ticker.Loop
 }
 
 // NewEHRProber returns a prober that checks the EHR with ping (the
@@ -157,45 +156,12 @@ func (p *EHRProber) Probe(ctx context.Context) EHRStatus {
 // until Stop is called or ctx ends. Start on a running prober does
 // nothing.
 func (p *EHRProber) Start(ctx context.Context) {
-	p.runMu.Lock()
-	defer p.runMu.Unlock()
-	if p.done != nil {
-		return
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	p.cancel, p.done = cancel, done
-	go func() {
-		defer close(done)
-		t := time.NewTicker(p.interval)
-		defer t.Stop()
-		for {
-			p.Probe(ctx)
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-		}
-	}()
+	p.loop.Start(ctx, p.interval, func(ctx context.Context) { p.Probe(ctx) })
 }
 
 // Stop ends the probes, cutting one in flight short, and waits for the
 // goroutine to return or ctx to end. Stop is idempotent, and a stopped
 // prober may be started again.
 func (p *EHRProber) Stop(ctx context.Context) error {
-	p.runMu.Lock()
-	cancel, done := p.cancel, p.done
-	p.cancel, p.done = nil, nil
-	p.runMu.Unlock()
-	if done == nil {
-		return nil
-	}
-	cancel()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return p.loop.Stop(ctx)
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ketamine-fhir/ketamine-fhir/adapter/internal/ticker"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -42,9 +43,7 @@ type Sampler struct {
 	last     float64
 	haveLast bool
 
-	runMu  sync.Mutex
-	cancel context.CancelFunc
-	done   chan struct{}
+	loop ticker.Loop
 }
 
 // SamplerOptions configures a Sampler.
@@ -120,47 +119,16 @@ func (s *Sampler) Points() []Point {
 // Start takes a sample now and then every interval until Stop or ctx
 // ends. Starting a started Sampler does nothing.
 func (s *Sampler) Start(ctx context.Context) {
-	s.runMu.Lock()
-	defer s.runMu.Unlock()
-	if s.cancel != nil {
-		return
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	s.cancel, s.done = cancel, done
-	go func() {
-		defer close(done)
-		s.Sample()
-		t := time.NewTicker(s.interval)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				s.Sample()
-			}
-		}
-	}()
+	s.loop.Start(ctx, s.interval, func(context.Context) { s.Sample() })
 }
 
 // Stop ends the sampling goroutine and waits for it, or for ctx. Stopping
 // a Sampler that is not running does nothing.
 func (s *Sampler) Stop(ctx context.Context) error {
-	s.runMu.Lock()
-	cancel, done := s.cancel, s.done
-	s.cancel, s.done = nil, nil
-	s.runMu.Unlock()
-	if cancel == nil {
-		return nil
+	if err := s.loop.Stop(ctx); err != nil {
+		return fmt.Errorf("console sampler: stopping: %w", err)
 	}
-	cancel()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("console sampler: stopping: %w", ctx.Err())
-	}
+	return nil
 }
 
 // SyncedMetric is the counter of delivered records the console samples.
