@@ -179,7 +179,18 @@ func (s *oauthSource) token(ctx context.Context, stale string) (string, error) {
 		}
 		s.mu.Unlock()
 
-		ch := s.group.DoChan("token", func() (any, error) { return s.refresh(ctx) })
+		ch := s.group.DoChan("token", func() (any, error) {
+			// A flight that ended between our look at the cache and
+			// this one may have fetched a token already: use it.
+			s.mu.Lock()
+			if s.tok != "" && s.tok != stale && s.c.now().Before(s.validTo) {
+				tok := s.tok
+				s.mu.Unlock()
+				return tok, nil
+			}
+			s.mu.Unlock()
+			return s.refresh(ctx)
+		})
 		select {
 		case res := <-ch:
 			if res.Err != nil {

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
@@ -72,8 +73,8 @@ type Config struct {
 	// steady state opens no new connections. Defaults to 64. Ignored
 	// when HTTPClient brings its own transport.
 	MaxIdleConnsPerHost int
-	// MaxInFlight is the most requests to the EHR sent and not yet
-	// answered (headers in) at once; more wait, first come first served,
+	// MaxInFlight is the most requests to the EHR sent and not yet done
+	// with (answered and the answer's body closed) at once; more wait, first come first served,
 	// before they wait for the Pacer. It lets a caller run more goroutines
 	// than requests in flight, so that the next request is ready when one
 	// is answered. Token requests are not counted: a request may refresh
@@ -259,9 +260,10 @@ func New(cfg Config) (*Client, error) {
 	// failed request; with one client shared by concurrent requests that
 	// would drop the whole keep-alive pool on each 429 that exhausts its
 	// retries. The shield hides CloseIdleConnections from it.
-	// From the wire up: the token is made current last, after the waits
-	// above it; the pacer sets the rate; the slots bound the requests in
-	// flight.
+	//
+	// Under the shield, from the wire up: the token is made current last,
+	// after the waits above it; the pacer sets the rate; the slots bound
+	// the requests in flight.
 	var rt http.RoundTripper = c.transport
 	if cfg.Auth.Mode == AuthClientSecret || cfg.Auth.Mode == AuthSMARTBackend {
 		rt = freshTokenTransport{rt}
@@ -354,7 +356,10 @@ func (p pacedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 // slotTransport lets at most MaxInFlight requests through at once, token
-// requests apart.
+// requests apart. A request holds its slot until its response body is
+// closed, when its connection goes back to the keep-alive pool: a slot
+// freed at the headers would let the next request find no idle
+// connection and dial one.
 type slotTransport struct {
 	rt    http.RoundTripper
 	slots *semaphore.Weighted
@@ -372,8 +377,26 @@ func (t slotTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		}
 		return nil, err
 	}
-	defer t.slots.Release(1)
-	return t.rt.RoundTrip(r)
+	resp, err := t.rt.RoundTrip(r)
+	if err != nil {
+		t.slots.Release(1)
+		return nil, err
+	}
+	resp.Body = &slotBody{ReadCloser: resp.Body, release: func() { t.slots.Release(1) }}
+	return resp, nil
+}
+
+// slotBody frees its request's slot when it is closed, once.
+type slotBody struct {
+	io.ReadCloser
+	once    sync.Once
+	release func()
+}
+
+func (b *slotBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.once.Do(b.release)
+	return err
 }
 
 // freshToken is how a request's bearer token is kept current while it
