@@ -7,11 +7,12 @@ import "runtime/debug"
 // by twice the live heap, not once.
 //
 // Delivery allocates fast (a mapped resource, its request and its answer
-// are garbage a few milliseconds later) and keeps little live: about 35 MB
-// at any outbox size. At Go's default of 100 the collector took 8-9% of a
-// sync's CPU; at 200, the sync used about 11% less CPU in all for 20-25 MB
-// more peak RSS (BENCHMARKS.md section 5). GOGC and GOMEMLIMIT in the
-// environment still win.
+// are garbage a few milliseconds later) and keeps little live: its RSS
+// stays flat however large the outbox (BENCHMARKS.md section 4.1). At Go's
+// default of 100 the collector took 6-9% of a sync's CPU samples; at 200
+// the sync used about 8% less CPU on average (five pairs, noisy) for
+// 17-25 MB more peak RSS (section 5.1). A GOGC set in the environment is
+// left alone, and GOMEMLIMIT still applies.
 const deliveryGCPercent = 200
 
 // tuneGC sets the collector for command, once, before it runs.
