@@ -189,6 +189,9 @@ func (e *Engine) deliverItem(ctx context.Context, p *pipeline, it *item) result 
 		if rec.Kind == mapping.KindPatient {
 			e.patientIDs.Store(rec.Patient.MRN, id)
 		}
+		if len(it.mapped) > 1 {
+			p.provide(it)
+		}
 	}
 	// The derived resources, all at once: they depend on the primary
 	// resource alone, and each has its own identifier, so one write is

@@ -325,3 +325,81 @@ func adminWithVitals(t *testing.T, recs []*mapping.Record, n int) *mapping.Recor
 	t.Fatalf("no administration with %d vital-sign sets in the clinic", n)
 	return nil
 }
+
+// TestDependentsGoAfterPrimary checks that a score pointing at an
+// administration is written once the MedicationAdministration is in the
+// EHR, without waiting for the administration's vital signs: the first of
+// them is held back here until the score arrives (or 5 s pass).
+func TestDependentsGoAfterPrimary(t *testing.T) {
+	t.Parallel()
+	h := syncSetup(t, nil)
+	recs := clinic(t, 1, 1)
+	var admin, score *mapping.Record
+	for _, s := range byKind(recs, mapping.KindScore) {
+		for _, a := range byKind(recs, mapping.KindAdministration) {
+			if a.ID() == s.Score.AdminID && len(a.Administration.Vitals) > 0 {
+				admin, score = a, s
+			}
+		}
+		if score != nil {
+			break
+		}
+	}
+	if score == nil {
+		t.Fatal("no score of the clinic points at an administration with vital signs")
+	}
+	var (
+		mu         sync.Mutex
+		scoreSent  = make(chan struct{})
+		held       bool // the first derived write was held
+		scoreFirst bool // and the score came while it was
+	)
+	h.sent.mu.Lock()
+	h.sent.intercept = func(req *http.Request) *http.Response {
+		if req.Method != http.MethodPut {
+			return nil
+		}
+		v := identifierValue(req.URL.RawQuery)
+		switch {
+		case v == score.ID():
+			mu.Lock()
+			select {
+			case <-scoreSent:
+			default:
+				close(scoreSent)
+			}
+			mu.Unlock()
+		case strings.HasPrefix(v, admin.ID()+"/"):
+			mu.Lock()
+			first := !held
+			held = true
+			mu.Unlock()
+			if !first {
+				return nil
+			}
+			select {
+			case <-scoreSent:
+				mu.Lock()
+				scoreFirst = true
+				mu.Unlock()
+			case <-time.After(5 * time.Second):
+			}
+		}
+		return nil
+	}
+	h.sent.mu.Unlock()
+
+	h.ingest(recs...)
+	if stats := h.sync(); stats.Synced != len(recs) || stats.Dead != 0 {
+		t.Fatalf("Sync stats %+v, want all %d synced", stats, len(recs))
+	}
+	h.requireNoDuplicates()
+	mu.Lock()
+	defer mu.Unlock()
+	if !held {
+		t.Fatalf("no derived write of administration %s", admin.ID())
+	}
+	if !scoreFirst {
+		t.Error("the score was sent only after the administration's vital signs were answered: it waited for more than the MedicationAdministration")
+	}
+}

@@ -28,8 +28,10 @@ import (
 //   - Workers take units (one row, or one Bundle of rows) from the ready
 //     queue and deliver them. Nothing waits for a batch or for a kind.
 //   - A row whose dependency is held by this pipeline parks until that
-//     dependency completes; one whose dependency is elsewhere waits in
-//     the outbox (state waiting) and is woken by the store.
+//     dependency completes, or until its primary resource is in the EHR
+//     while its derived ones are still being written (provide); one whose
+//     dependency is elsewhere waits in the outbox (state waiting) and is
+//     woken by the store.
 //   - A request answered 429/503 or lost goes to the delayed set until its
 //     Retry-After or backoff ends, holding no worker; after ehr.retry_max
 //     such tries, or for a long wait, the row goes back to the outbox.
@@ -128,6 +130,7 @@ type pipeline struct {
 	local    map[mapping.Dependency]int64 // held rows by key
 	parked   map[mapping.Dependency][]*item
 	recent   map[mapping.Dependency]store.Record // rows finished here and not yet committed, with their outcome
+	provided map[mapping.Dependency]store.Record // held rows whose primary resource the EHR has (provide)
 	ready    []unit
 	delayed  delayHeap
 	batches  map[string]*txBatch
@@ -166,6 +169,7 @@ func (e *Engine) newPipeline(mode runMode, claimCtx, workCtx context.Context) *p
 		local:    map[mapping.Dependency]int64{},
 		parked:   map[mapping.Dependency][]*item{},
 		recent:   map[mapping.Dependency]store.Record{},
+		provided: map[mapping.Dependency]store.Record{},
 		batches:  map[string]*txBatch{},
 		readyCh:  make(chan struct{}, 1),
 		kick:     make(chan struct{}, 1),
@@ -481,6 +485,10 @@ func (p *pipeline) dispatch(it *item) {
 		if row, ok := it.deps[d]; ok && row.EHRID != "" {
 			continue
 		}
+		if row, ok := p.provided[d]; ok {
+			it.deps[d] = row
+			continue
+		}
 		if _, held := p.local[d]; held {
 			p.parked[d] = append(p.parked[d], it)
 			p.mu.Unlock()
@@ -619,12 +627,45 @@ func (p *pipeline) finish(it *item, out store.Outcome, unchanged bool) {
 		delete(p.local, k)
 	}
 	p.recent[k] = row
+	delete(p.provided, k)
 	waiters := p.parked[k]
 	delete(p.parked, k)
 	p.mu.Unlock()
 
 	p.compl <- completion{it: it, out: out, unchanged: unchanged}
 
+	p.wakeDependents(k, row, waiters)
+	p.signal(p.kick)
+}
+
+// provide lets an item's dependents go once its primary resource is in
+// the EHR, while its derived resources are still being written: a
+// dependent references the primary resource alone (DESIGN.md section 4
+// orders the Observations that point to a MedicationAdministration after
+// it, not after its vital signs). Under faults this takes one hop, the
+// one most likely to meet a 429 (all of an administration's vital signs
+// must get through), off every chain patient -> order -> administration
+// -> score. The item stays held: one write in flight per identifier
+// still holds, and its own outcome is committed when it finishes.
+func (p *pipeline) provide(it *item) {
+	k := it.key()
+	row := it.row
+	row.EHRID, row.EHRVersion = it.id, orDefault(it.ver, row.EHRVersion)
+	p.mu.Lock()
+	if p.local[k] != it.row.ID {
+		p.mu.Unlock()
+		return
+	}
+	p.provided[k] = row
+	waiters := p.parked[k]
+	delete(p.parked, k)
+	p.mu.Unlock()
+	p.wakeDependents(k, row, waiters)
+}
+
+// wakeDependents dispatches again the items parked behind dependency k,
+// now that row holds what this pipeline knows of it.
+func (p *pipeline) wakeDependents(k mapping.Dependency, row store.Record, waiters []*item) {
 	for _, w := range waiters {
 		w.deps[k] = row
 		if w.settled == nil {
@@ -633,7 +674,6 @@ func (p *pipeline) finish(it *item, out store.Outcome, unchanged bool) {
 		w.settled[k] = true
 		p.dispatch(w)
 	}
-	p.signal(p.kick)
 }
 
 // committed forgets the outcomes the store now has: from now on a
@@ -650,11 +690,15 @@ func (p *pipeline) committed(batch []completion) {
 }
 
 // lookupDep returns what this pipeline knows of a dependency: held means
-// it is in delivery here; known means it was finished here and the store
-// may not have its outcome yet (row holds it).
+// it is in delivery here; known means it was finished here, or its
+// primary resource is in the EHR (provide), and the store may not have its
+// outcome yet (row holds it).
 func (p *pipeline) lookupDep(k mapping.Dependency) (row store.Record, held, known bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if row, known = p.provided[k]; known {
+		return row, false, true
+	}
 	if _, held = p.local[k]; held {
 		return store.Record{}, true, false
 	}
