@@ -155,7 +155,7 @@ func (e *Engine) writeDerived(ctx context.Context, it *item) error {
 	}
 	wg.Wait()
 	if progress {
-		it.tries = 0 // progress renews the budget of in-memory tries
+		it.progressed() // progress renews the budget of in-memory tries
 	}
 	if fatal != nil {
 		return fatal
@@ -185,7 +185,8 @@ func (e *Engine) deliverItem(ctx context.Context, p *pipeline, it *item) result 
 		if err != nil {
 			return e.failed(it, err)
 		}
-		it.id, it.ver, it.tries = id, version, 0
+		it.id, it.ver = id, version
+		it.progressed()
 		if rec.Kind == mapping.KindPatient {
 			e.patientIDs.Store(rec.Patient.MRN, id)
 		}
@@ -207,7 +208,8 @@ func (e *Engine) deliverItem(ctx context.Context, p *pipeline, it *item) result 
 		if err := e.retire(ctx, stale[it.retired]); err != nil {
 			return e.failed(it, err)
 		}
-		it.retired, it.tries = it.retired+1, 0
+		it.retired++
+		it.progressed()
 	}
 	return result{out: store.Outcome{State: store.StateSynced, EHRID: it.id, EHRVersion: it.ver,
 		SentHash: it.sentHash, Derived: derivedKeys(it.mapped), SetDerived: true}}
@@ -274,15 +276,15 @@ func (e *Engine) failed(it *item, err error) result {
 		retryAfter = te.RetryAfter
 	}
 	out.State, out.ErrorDetail = store.StateRetrying, err.Error()
-	delay := e.shortRetry.Delay(it.tries+1, 0)
 	if retryAfter > 0 {
 		// The EHR said when to come back: then, not later. Backing off
 		// beyond it would only stretch the tail of a sync under random
 		// faults; a real rate limit is the pacer's to follow, for every
 		// request at once.
-		delay = retryAfter
+		return result{out: out, retry: true, delay: retryAfter}
 	}
-	return result{out: out, retry: true, delay: delay}
+	// No time given: back off, doubling per such try in a row (item.retried).
+	return result{out: out, retry: true, delay: e.shortRetry.Delay(it.blind+1, 0), blind: true}
 }
 
 // holdPatient resolves a patient by MRN when patients.create is false:

@@ -72,6 +72,7 @@ type item struct {
 	deps     map[mapping.Dependency]store.Record // dependency rows known so far
 	settled  map[mapping.Dependency]bool         // deps whose outcome this pipeline just gave: deps holds it
 	tries    int                                 // in-memory tries since the last request that went through
+	blind    int                                 // the last of those in a row that got no Retry-After: the backoff's exponent
 	due      time.Time                           // when a delayed item may go again
 	tx       bool                                // delivered in transaction Bundles
 	probe    bool                                // claimed alone to test a paused authorization
@@ -86,6 +87,24 @@ type item struct {
 	retired     int    // stale derived resources retired
 }
 
+// retried counts a failed try that will be tried again. Only tries that
+// got no Retry-After (a lost answer, a connection error, a 5xx without
+// one) in a row double the backoff: a try the EHR gave a time for is
+// waited out for that time, and it shows the EHR is there. Counting those
+// too, a lost answer after four 429s waited 4 s, not 250 ms, and under
+// random faults such waits made the tail of a sync (BENCHMARKS.md 6.3).
+func (it *item) retried(r result) {
+	it.tries++
+	if r.blind {
+		it.blind++
+	} else {
+		it.blind = 0
+	}
+}
+
+// progressed renews the item's in-memory tries: a request went through.
+func (it *item) progressed() { it.tries, it.blind = 0, 0 }
+
 // key is the dependency key of the item's own record.
 func (it *item) key() mapping.Dependency {
 	return mapping.Dependency{Kind: mapping.Kind(it.row.Kind), ID: it.row.LocalID}
@@ -95,6 +114,7 @@ func (it *item) key() mapping.Dependency {
 type result struct {
 	out       store.Outcome // the outcome to commit, unless retry or park
 	retry     bool          // try again in memory after delay
+	blind     bool          // delay is the backoff: the EHR gave no Retry-After
 	delay     time.Duration
 	park      *mapping.Dependency // wait in memory for this held dependency
 	unchanged bool                // synced without a request: the FHIR output did not change
@@ -584,7 +604,7 @@ func (p *pipeline) settle(it *item, r result) {
 		p.authFailed(r.auth)
 		p.finish(it, r.out, false)
 	case r.retry:
-		it.tries++
+		it.retried(r)
 		if it.tries <= e.cfg.EHR.RetryMax && r.delay <= e.cfg.EHR.PauseThreshold.D() {
 			// Retry-After (or the backoff), capped at ehr.retry_wait_max,
 			// is waited out here, holding no worker.
