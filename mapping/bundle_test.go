@@ -1,6 +1,7 @@
 package mapping
 
 import (
+	"bytes"
 	"encoding/json"
 	"regexp"
 	"strings"
@@ -183,5 +184,66 @@ func TestBundleEndToEnd(t *testing.T) {
 	}
 	if jget(outsideOrder, "subject.reference") != nil || jstr(outsideOrder, "subject.identifier.value") != "MRN-0002" {
 		t.Errorf("reference to a patient outside the bundle = %v, want a logical reference", jget(outsideOrder, "subject"))
+	}
+}
+
+// bundleJSON is the shape TransactionBundle writes, for decoding it back.
+type bundleJSON struct {
+	ResourceType string      `json:"resourceType"`
+	Type         string      `json:"type"`
+	Entry        []entryJSON `json:"entry,omitempty"`
+}
+
+type entryJSON struct {
+	FullURL  string          `json:"fullUrl,omitempty"`
+	Resource json.RawMessage `json:"resource"`
+	Request  requestJSON     `json:"request"`
+}
+
+type requestJSON struct {
+	Method      string `json:"method"`
+	URL         string `json:"url"`
+	IfMatch     string `json:"ifMatch,omitempty"`
+	IfNoneExist string `json:"ifNoneExist,omitempty"`
+}
+
+// TestTransactionBundleRoundTrip decodes the hand-written Bundle with
+// encoding/json: every field comes back as given, strings with quotes,
+// backslashes, control characters, HTML characters and non-ASCII
+// included, and the resource compacted.
+func TestTransactionBundleRoundTrip(t *testing.T) {
+	odd := "a\"b\\c<d>&e\u00e9\u2028\x01|f g"
+	entries := []BundleEntry{
+		{FullURL: "urn:uuid:" + odd, Resource: Resource{JSON: []byte("{\n  \"resourceType\": \"Observation\",\n  \"note\": [{\"text\": \"" + `x\"y` + "\"}]\n}")},
+			Method: "PUT", URL: "Observation?identifier=" + odd, IfMatch: `W/"7"`},
+		{Resource: Resource{JSON: []byte(`{"resourceType":"Patient"}`)}, Method: "POST", URL: "Patient", IfNoneExist: "identifier=" + odd},
+	}
+	data, err := TransactionBundle(entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !json.Valid(data) {
+		t.Fatalf("not valid JSON: %s", data)
+	}
+	var got bundleJSON
+	if err := json.Unmarshal(data, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.ResourceType != "Bundle" || got.Type != "transaction" || len(got.Entry) != len(entries) {
+		t.Fatalf("bundle = %+v", got)
+	}
+	for i, e := range entries {
+		g := got.Entry[i]
+		want := requestJSON{Method: e.Method, URL: e.URL, IfMatch: e.IfMatch, IfNoneExist: e.IfNoneExist}
+		if g.FullURL != e.FullURL || g.Request != want {
+			t.Errorf("entry %d = %q %+v, want %q %+v", i, g.FullURL, g.Request, e.FullURL, want)
+		}
+		var compact bytes.Buffer
+		if err := json.Compact(&compact, e.Resource.JSON); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(g.Resource, compact.Bytes()) {
+			t.Errorf("entry %d resource = %s, want %s", i, g.Resource, compact.Bytes())
+		}
 	}
 }
