@@ -141,6 +141,17 @@ func (h *syncHarness) sync() adapter.Stats {
 	return stats
 }
 
+// syncAllOnce ingests recs, syncs them, and fails the test unless every
+// one is synced and the EHR holds no identifier twice.
+func (h *syncHarness) syncAllOnce(recs []*mapping.Record) {
+	h.t.Helper()
+	h.ingest(recs...)
+	if stats := h.sync(); stats.Synced != len(recs) || stats.Dead != 0 {
+		h.t.Fatalf("Sync stats %+v, want all %d synced", stats, len(recs))
+	}
+	h.requireNoDuplicates()
+}
+
 // row returns the outbox row of a record.
 func (h *syncHarness) row(kind mapping.Kind, id string) store.Record {
 	h.t.Helper()

@@ -212,12 +212,7 @@ func TestDerivedFailureDoesNotHoldUpTheRest(t *testing.T) {
 	}
 	h.sent.mu.Unlock()
 
-	h.ingest(recs...)
-	stats := h.sync()
-	if stats.Synced != len(recs) || stats.Dead != 0 {
-		t.Fatalf("Sync stats %+v, want all %d synced", stats, len(recs))
-	}
-	h.requireNoDuplicates()
+	h.syncAllOnce(recs)
 	mu.Lock()
 	defer mu.Unlock()
 	if failed == "" {
@@ -298,11 +293,7 @@ func TestDerivedWritesAreConcurrent(t *testing.T) {
 	}
 	h.sent.mu.Unlock()
 
-	h.ingest(recs...)
-	if stats := h.sync(); stats.Synced != len(recs) || stats.Dead != 0 {
-		t.Fatalf("Sync stats %+v, want all %d synced", stats, len(recs))
-	}
-	h.requireNoDuplicates()
+	h.syncAllOnce(recs)
 	mu.Lock()
 	defer mu.Unlock()
 	if arrived < 2 {
@@ -389,11 +380,7 @@ func TestDependentsGoAfterPrimary(t *testing.T) {
 	}
 	h.sent.mu.Unlock()
 
-	h.ingest(recs...)
-	if stats := h.sync(); stats.Synced != len(recs) || stats.Dead != 0 {
-		t.Fatalf("Sync stats %+v, want all %d synced", stats, len(recs))
-	}
-	h.requireNoDuplicates()
+	h.syncAllOnce(recs)
 	mu.Lock()
 	defer mu.Unlock()
 	if !held {
