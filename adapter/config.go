@@ -62,9 +62,10 @@ type EHRConfig struct {
 	// outbox, where a retry starts the record over. 0 means none. Defaults
 	// to 8.
 	RetryMax int `yaml:"retry_max"`
-	// RetryWaitMin is the first wait before a request is tried again in
-	// memory (doubling, with jitter, up to RetryWaitMax; a RetryWaitMin
-	// above RetryWaitMax means RetryWaitMax). Defaults to 250ms.
+	// RetryWaitMin is the first wait before a request the EHR gave no
+	// Retry-After is tried again in memory (doubling per such try in a
+	// row, with jitter, up to RetryWaitMax; a RetryWaitMin above
+	// RetryWaitMax means RetryWaitMax). Defaults to 250ms.
 	RetryWaitMin Duration `yaml:"retry_wait_min"`
 	// RetryWaitMax caps the backoff between short retries and any
 	// Retry-After the EHR asks for: a longer wait sends the record back to
