@@ -357,7 +357,7 @@ func (t *tokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	h.Set("User-Agent", t.c.userAgent)
 	// Not counted against MaxInFlight: the request that needs the token
 	// may hold a slot (freshTokenTransport).
-	raw, err := t.c.send(context.WithValue(r.Context(), tokenRequestKey{}, true), sendSpec{
+	raw, err := t.c.send(context.WithValue(r.Context(), noSlotKey{}, true), sendSpec{
 		method:   r.Method,
 		u:        r.URL,
 		logPath:  t.logPath,

@@ -356,8 +356,8 @@ func (p pacedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
-// slotTransport lets at most MaxInFlight requests through at once, token
-// requests apart. A request holds its slot until its response body is
+// slotTransport lets at most MaxInFlight requests through at once, apart
+// from those whose context carries noSlotKey. A request holds its slot until its response body is
 // closed, when its connection goes back to the keep-alive pool: a slot
 // freed at the headers would let the next request find no idle
 // connection and dial one.
@@ -366,10 +366,14 @@ type slotTransport struct {
 	slots *semaphore.Weighted
 }
 
-type tokenRequestKey struct{}
+// noSlotKey marks a request that takes no slot: a token request (the
+// request that needs the token may hold a slot, see freshTokenTransport)
+// or a ping (the EHR prober behind GET /v1/status and
+// ketamine_fhir_ehr_up must not wait behind C deliveries).
+type noSlotKey struct{}
 
 func (t slotTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.Context().Value(tokenRequestKey{}) != nil {
+	if r.Context().Value(noSlotKey{}) != nil {
 		return t.rt.RoundTrip(r)
 	}
 	if err := t.slots.Acquire(r.Context(), 1); err != nil {

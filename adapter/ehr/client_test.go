@@ -759,3 +759,34 @@ func TestMaxInFlight(t *testing.T) {
 		t.Errorf("at most %d requests reached the server at once, want 2", peak)
 	}
 }
+
+// TestPingTakesNoSlot: with every slot held by a request the EHR has not
+// answered, Ping still gets through.
+func TestPingTakesNoSlot(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	arrived := make(chan struct{}, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/fhir+json")
+		if r.URL.Path == "/metadata" {
+			io.WriteString(w, `{"resourceType":"CapabilityStatement","fhirVersion":"4.0.1"}`)
+			return
+		}
+		arrived <- struct{}{}
+		<-release
+		io.WriteString(w, `{"resourceType":"Patient","id":"p"}`)
+	}))
+	defer srv.Close()
+	defer close(release)
+	c, err := New(Config{BaseURL: srv.URL, MaxInFlight: 1, RetryMax: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _, _ = c.Do(ctxT(t), Request{Method: http.MethodGet, Path: "Patient/p"}) }() // answered when the test ends
+	<-arrived                                                                                // the only slot is held
+	ctx, cancel := context.WithTimeout(ctxT(t), 2*time.Second)
+	defer cancel()
+	if err := c.Ping(ctx); err != nil {
+		t.Fatalf("Ping with every slot held: %v, want it through", err)
+	}
+}

@@ -178,12 +178,16 @@ func (c *Client) Transaction(ctx context.Context, bundle []byte) ([]EntryResult,
 
 // Ping checks that the EHR is reachable and speaks FHIR R4: GET metadata,
 // without short retries, within 5s (or Timeout when shorter). It
-// authenticates like any request, so it also checks the credentials.
+// authenticates like any request, so it also checks the credentials. It
+// takes none of the MaxInFlight slots: a probe does not wait behind
+// deliveries (the pacer still applies).
 func (c *Client) Ping(ctx context.Context) error {
 	pctx, cancel := context.WithTimeout(ctx, c.pingTimeout)
 	defer cancel()
 	req := Request{Method: http.MethodGet, Path: "metadata", ResourceType: "CapabilityStatement"}
-	resp, err := c.do(pctx, req, 0)
+	// No slot: with MaxInFlight deliveries out, a ping would otherwise
+	// wait for one of them to be answered.
+	resp, err := c.do(context.WithValue(pctx, noSlotKey{}, true), req, 0)
 	if err != nil {
 		if ctx.Err() == nil && pctx.Err() != nil {
 			return &TransientError{Reason: "timeout", Method: req.Method, ResourceType: req.ResourceType, Attempts: 1}
