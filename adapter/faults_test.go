@@ -390,3 +390,63 @@ func TestDependentsGoAfterPrimary(t *testing.T) {
 		t.Error("the score was sent only after the administration's vital signs were answered: it waited for more than the MedicationAdministration")
 	}
 }
+
+// TestOutboxRetryResumes: an administration one of whose vital signs
+// fails more often than ehr.retry_max allows goes back to the outbox;
+// claimed again in the same run it writes only what was missing, not its
+// MedicationAdministration and the other vital signs again.
+func TestOutboxRetryResumes(t *testing.T) {
+	t.Parallel()
+	h := syncSetup(t, func(c *adapter.Config) {
+		c.EHR.RetryMax = 1
+		c.EHR.RetryWaitMin = adapter.Duration(time.Millisecond)
+	})
+	recs := clinic(t, 1, 1)
+	admin := adminWithVitals(t, recs, 2)
+	var (
+		mu     sync.Mutex
+		puts   = map[string]int{} // identifier value -> PUTs that reached the EHR
+		failed string             // the derived resource that fails
+		fails  int
+	)
+	h.sent.mu.Lock()
+	h.sent.intercept = func(req *http.Request) *http.Response {
+		if req.Method != http.MethodPut {
+			return nil
+		}
+		v := identifierValue(req.URL.RawQuery)
+		if v == "" {
+			v = req.URL.Path // an update by id
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if failed == "" && strings.HasPrefix(v, admin.ID()+"/") {
+			failed = v
+		}
+		if v == failed && fails < 4 { // more than 1 + RetryMax tries: back to the outbox
+			fails++
+			return &http.Response{StatusCode: http.StatusServiceUnavailable, Status: "503 Service Unavailable",
+				Header:  http.Header{"Content-Type": {"application/fhir+json"}},
+				Body:    io.NopCloser(strings.NewReader(`{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"transient"}]}`)),
+				Request: req, ProtoMajor: 1, ProtoMinor: 1}
+		}
+		puts[v]++
+		return nil
+	}
+	h.sent.mu.Unlock()
+
+	h.syncAllOnce(recs)
+	mu.Lock()
+	defer mu.Unlock()
+	if fails != 4 || puts[failed] != 1 {
+		t.Fatalf("%s failed %d times and was written %d times, want 4 and 1", failed, fails, puts[failed])
+	}
+	if r := h.row(mapping.KindAdministration, admin.ID()); r.Attempts < 2 {
+		t.Fatalf("the administration was claimed %d times, want at least 2 (it went back to the outbox)", r.Attempts)
+	}
+	for v, n := range puts {
+		if n != 1 && (v == admin.ID() || strings.HasPrefix(v, admin.ID()+"/") || strings.Contains(v, "MedicationAdministration/")) {
+			t.Errorf("%s was written %d times, want once: the retry from the outbox started over", v, n)
+		}
+	}
+}

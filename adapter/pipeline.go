@@ -150,6 +150,7 @@ type pipeline struct {
 	local    map[mapping.Dependency]int64 // held rows by key
 	parked   map[mapping.Dependency][]*item
 	recent   map[mapping.Dependency]store.Record // rows finished here and not yet committed, with their outcome
+	progress map[int64]progress                  // rows sent back to the outbox part-written (remember)
 	provided map[mapping.Dependency]store.Record // held rows whose primary resource the EHR has (provide)
 	ready    []unit
 	delayed  delayHeap
@@ -189,6 +190,7 @@ func (e *Engine) newPipeline(mode runMode, claimCtx, workCtx context.Context) *p
 		local:    map[mapping.Dependency]int64{},
 		parked:   map[mapping.Dependency][]*item{},
 		recent:   map[mapping.Dependency]store.Record{},
+		progress: map[int64]progress{},
 		provided: map[mapping.Dependency]store.Record{},
 		batches:  map[string]*txBatch{},
 		readyCh:  make(chan struct{}, 1),
@@ -471,9 +473,62 @@ func (p *pipeline) admit(rows []store.Record, probe bool) error {
 			}
 		}
 		p.hold(it)
+		if p.recall(it) && len(it.mapped) > 1 {
+			p.provide(it)
+		}
 		p.dispatch(it)
 	}
 	return nil
+}
+
+// progress is how far a row sent back to the outbox had got: what it
+// mapped to, and which of its resources the EHR already has.
+type progress struct {
+	hash        string // the row's hash then: a new version starts over
+	mapped      []mapping.Resource
+	sentHash    string
+	id, ver     string
+	derivedDone []bool
+	retired     int
+}
+
+// maxProgress bounds the rows remember keeps: their mapped resources stay
+// in memory until the row is claimed again (an administration's are about
+// 15 KB), and a row another instance claims is never recalled here.
+const maxProgress = 1000
+
+// remember keeps the progress of an item going back to the outbox part
+// written (it used up ehr.retry_max in-memory tries), so that claimed
+// again in this run it resumes where it stopped instead of writing every
+// resource again, each exposed to the same faults. Without it, an
+// administration one of whose vital signs drew nine faults in a row
+// rewrote its MedicationAdministration and all its vital signs.
+func (p *pipeline) remember(it *item) {
+	if it.mapped == nil || it.id == "" {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.progress) >= maxProgress {
+		return
+	}
+	p.progress[it.row.ID] = progress{hash: it.row.Hash, mapped: it.mapped, sentHash: it.sentHash,
+		id: it.id, ver: it.ver, derivedDone: append([]bool(nil), it.derivedDone...), retired: it.retired}
+}
+
+// recall restores what remember kept of a claimed row, once, if the row
+// has not changed since; it reports whether it did.
+func (p *pipeline) recall(it *item) bool {
+	p.mu.Lock()
+	pr, ok := p.progress[it.row.ID]
+	delete(p.progress, it.row.ID)
+	p.mu.Unlock()
+	if !ok || pr.hash != it.row.Hash || it.rec == nil {
+		return false
+	}
+	it.mapped, it.sentHash = pr.mapped, pr.sentHash
+	it.id, it.ver, it.derivedDone, it.retired = pr.id, pr.ver, pr.derivedDone, pr.retired
+	return true
 }
 
 // hold registers a claimed item.
@@ -616,6 +671,7 @@ func (p *pipeline) settle(it *item, r result) {
 		out.State = store.StateRetrying
 		out.NextAttemptAt = e.retry.Next(it.row.Attempts, r.delay)
 		e.metrics.Retry("outbox_" + out.ErrorClass)
+		p.remember(it)
 		p.finish(it, out, false)
 	default:
 		p.authSucceeded()
