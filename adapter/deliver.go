@@ -135,9 +135,7 @@ func (e *Engine) writeDerived(ctx context.Context, it *item) error {
 		}
 		d := it.mapped[1+i]
 		d.JSON = withSelf(d.JSON, typ, typ+"/"+it.id)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			_, _, err := e.writeConditional(ctx, d, true)
 			mu.Lock()
 			defer mu.Unlock()
@@ -151,7 +149,7 @@ func (e *Engine) writeDerived(ctx context.Context, it *item) error {
 			case transient == nil:
 				transient = err
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	if progress {

@@ -3,6 +3,7 @@ package mapping
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -244,6 +245,21 @@ func TestTransactionBundleRoundTrip(t *testing.T) {
 		}
 		if !bytes.Equal(g.Resource, compact.Bytes()) {
 			t.Errorf("entry %d resource = %s, want %s", i, g.Resource, compact.Bytes())
+		}
+	}
+}
+
+// BenchmarkTransactionBundle writes a Bundle of ten score Observations
+// (BENCHMARKS.md section 5.2).
+func BenchmarkTransactionBundle(b *testing.B) {
+	body := []byte(`{"resourceType":"Observation","status":"final","category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"survey","display":"Survey"}]}],"code":{"coding":[{"system":"http://loinc.org","code":"44261-6","display":"Patient Health Questionnaire 9 item (PHQ-9) total score [Reported]"}]},"subject":{"reference":"Patient/123"},"effectiveDateTime":"2024-01-02T10:00:00-05:00","valueQuantity":{"value":14,"unit":"{score}","system":"http://unitsofmeasure.org","code":"{score}"},"identifier":[{"system":"https://clinic.example.org/score","value":"sc-0000001-01"}]}`)
+	entries := make([]BundleEntry, 10)
+	for i := range entries {
+		entries[i] = ConditionalUpdate(Resource{Type: "Observation", Identifier: Identifier{"urn:o", fmt.Sprint(i)}, JSON: body})
+	}
+	for b.Loop() {
+		if _, err := TransactionBundle(entries); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

@@ -172,23 +172,17 @@ func (s *oauthSource) token(ctx context.Context, stale string) (string, error) {
 		if stale != "" && s.tok == stale {
 			s.tok = "" // rejected by the EHR: do not hand it out again
 		}
-		if s.tok != "" && s.c.now().Before(s.validTo) {
-			tok := s.tok
-			s.mu.Unlock()
+		s.mu.Unlock()
+		if tok := s.current(); tok != "" {
 			return tok, nil
 		}
-		s.mu.Unlock()
 
 		ch := s.group.DoChan("token", func() (any, error) {
 			// A flight that ended between our look at the cache and
 			// this one may have fetched a token already: use it.
-			s.mu.Lock()
-			if s.tok != "" && s.tok != stale && s.c.now().Before(s.validTo) {
-				tok := s.tok
-				s.mu.Unlock()
+			if tok := s.current(); tok != "" && tok != stale {
 				return tok, nil
 			}
-			s.mu.Unlock()
 			return s.refresh(ctx)
 		})
 		select {

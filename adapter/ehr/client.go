@@ -75,11 +75,12 @@ type Config struct {
 	// when HTTPClient brings its own transport.
 	MaxIdleConnsPerHost int
 	// MaxInFlight is the most requests to the EHR sent and not yet done
-	// with (answered and the answer's body closed) at once; more wait, first come first served,
-	// before they wait for the Pacer. It lets a caller run more goroutines
-	// than requests in flight, so that the next request is ready when one
-	// is answered. Token requests are not counted: a request may refresh
-	// the token while it holds its place. 0 means no limit.
+	// with (answered and the answer's body closed) at once; more wait,
+	// first come first served, before they wait for the Pacer. It lets a
+	// caller run more goroutines than requests in flight, so that the next
+	// request is ready when one is answered. Token requests are not
+	// counted (a request may refresh the token while it holds its place),
+	// nor are Pings. 0 means no limit.
 	MaxInFlight int
 }
 
@@ -357,10 +358,10 @@ func (p pacedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 // slotTransport lets at most MaxInFlight requests through at once, apart
-// from those whose context carries noSlotKey. A request holds its slot until its response body is
-// closed, when its connection goes back to the keep-alive pool: a slot
-// freed at the headers would let the next request find no idle
-// connection and dial one.
+// from those whose context carries noSlotKey. A request holds its slot
+// until its response body is closed, when its connection goes back to
+// the keep-alive pool: a slot freed at the headers would let the next
+// request find no idle connection and dial one.
 type slotTransport struct {
 	rt    http.RoundTripper
 	slots *semaphore.Weighted
