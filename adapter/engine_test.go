@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -576,6 +577,99 @@ func TestSyncClinic(t *testing.T) {
 	}
 	if !h.eng.LastSync().After(time.Time{}) {
 		t.Error("LastSync is zero after a sync")
+	}
+}
+
+// TestSyncTransactionAnswers: a transaction asks for no resources back
+// (Prefer: return=minimal) and takes each row's EHR id from its entry's
+// response.location. An EHR whose answer has no location and no resource
+// for an entry costs that row one more write of its primary resource, by
+// its identifier, which gives the id: the row is still synced with it, and
+// nothing is written twice.
+func TestSyncTransactionAnswers(t *testing.T) {
+	t.Parallel()
+	recs := clinic(t, 3, 1)
+	for _, stripped := range []bool{false, true} {
+		t.Run(fmt.Sprintf("locations-stripped=%v", stripped), func(t *testing.T) {
+			t.Parallel()
+			h := syncSetup(t, func(c *adapter.Config) {
+				c.EHR.WriteStrategy = map[string]string{"default": "transaction"}
+			})
+			want := expectedResources(t, h.cfg, recs)
+			var bundles, echoed atomic.Int64
+			next := h.ehr.Client().Transport
+			h.sent.intercept = func(req *http.Request) *http.Response {
+				if req.Method != http.MethodPost || strings.Trim(req.URL.Path, "/") != strings.Trim(h.ehr.BasePath(), "/") {
+					return nil
+				}
+				bundles.Add(1)
+				if req.Header.Get("Prefer") != "return=minimal" {
+					t.Errorf("transaction sent with Prefer %q, want return=minimal", req.Header.Get("Prefer"))
+				}
+				resp, err := next.RoundTrip(req)
+				if err != nil || resp.StatusCode != http.StatusOK {
+					return resp
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil {
+					t.Error(err)
+				}
+				var b map[string]any
+				if err := json.Unmarshal(body, &b); err != nil {
+					t.Fatalf("transaction answer: %v", err)
+				}
+				entries, _ := b["entry"].([]any)
+				for _, e := range entries {
+					e := e.(map[string]any)
+					if _, ok := e["resource"]; ok {
+						echoed.Add(1)
+					}
+					if stripped {
+						delete(e, "resource")
+						delete(e["response"].(map[string]any), "location")
+					}
+				}
+				body, _ = json.Marshal(b)
+				resp.Body = io.NopCloser(bytes.NewReader(body))
+				resp.ContentLength = int64(len(body))
+				resp.Header.Del("Content-Length")
+				return resp
+			}
+			h.ingest(recs...)
+			if stats := h.sync(); stats.Synced != len(recs) {
+				t.Errorf("Sync stats %+v, want %d synced", stats, len(recs))
+			}
+			h.requireAllSynced(len(recs))
+			h.requireCounts(want)
+			h.requireNoDuplicates()
+			for _, r := range h.rows(store.StateSynced) {
+				if r.EHRID == "" {
+					t.Errorf("synced %s row %d has no EHR id", r.Kind, r.ID)
+				}
+			}
+			if bundles.Load() == 0 {
+				t.Fatal("no transaction was sent")
+			}
+			if n := echoed.Load(); n != 0 {
+				t.Errorf("the EHR echoed %d resources in transaction answers, want none", n)
+			}
+			// Requests other than the transactions: none when the answers
+			// give every location; one write of the primary resource per
+			// row otherwise.
+			others := 0
+			for _, q := range h.sent.all() {
+				if q.Method != http.MethodPost || q.RawQuery != "" || q.IfNoneExist != "" {
+					others++
+				}
+			}
+			if !stripped && others != 0 {
+				t.Errorf("%d requests beside the transactions, want none", others)
+			}
+			if stripped && others != len(recs) {
+				t.Errorf("%d requests beside the transactions, want %d (one per row)", others, len(recs))
+			}
+		})
 	}
 }
 

@@ -207,11 +207,13 @@ func (e *Engine) sendBundle(ctx context.Context, p *pipeline, part []txEntry) {
 		for i := range it.derivedDone {
 			it.derivedDone[i] = true
 		}
-		if it.rec.Kind == mapping.KindPatient {
+		if it.rec.Kind == mapping.KindPatient && primary.ID != "" {
 			e.patientIDs.Store(it.rec.Patient.MRN, primary.ID)
 		}
 		// Stale derived resources, if any, go out on their own; the rest
-		// is done, so deliverItem only retires them.
+		// is done, so deliverItem only retires them. A primary resource
+		// whose id the answer did not give (no location, no resource) is
+		// written again on its own, by its identifier, which returns it.
 		p.settle(it, e.deliverItem(ctx, p, it))
 	}
 }

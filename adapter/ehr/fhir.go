@@ -122,8 +122,16 @@ type EntryResult struct {
 // in the order of the request's). A rejected transaction (all or nothing)
 // is a *RejectedError; a 2xx answer that is not a transaction-response (or
 // batch-response) Bundle wraps ErrBadResponse.
+//
+// It asks for no resources back (Prefer: return=minimal, which FHIR applies
+// to each entry): the entries' responses (location, etag, lastModified)
+// say what the results need, and the EHR neither renders nor sends, nor
+// the client reads, a copy of every resource it was just sent. An EHR
+// that ignores the preference sends them anyway, and they are read only
+// for what a response leaves open; an entry whose response has no
+// location and no resource gets an empty ID.
 func (c *Client) Transaction(ctx context.Context, bundle []byte) ([]EntryResult, error) {
-	resp, err := c.Do(ctx, Request{Method: http.MethodPost, Path: "", ResourceType: "Bundle", Body: bundle})
+	resp, err := c.Do(ctx, Request{Method: http.MethodPost, Path: "", ResourceType: "Bundle", Body: bundle, Prefer: "return=minimal"})
 	if err != nil {
 		return nil, err
 	}

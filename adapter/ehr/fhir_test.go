@@ -42,6 +42,11 @@ func TestTransaction(t *testing.T) {
 	if r.Method != http.MethodPost || r.Path != basePath || r.Body != string(bundle) {
 		t.Errorf("request = %+v, want POST to the base", r)
 	}
+	// The results come from the entries' responses: no copy of the
+	// resources is asked for.
+	if got := r.Header.Get("Prefer"); got != "return=minimal" {
+		t.Errorf("Prefer = %q, want return=minimal", got)
+	}
 }
 
 func TestTransactionFailures(t *testing.T) {
