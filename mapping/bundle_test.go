@@ -116,6 +116,37 @@ func TestBundleLookup(t *testing.T) {
 // TestBundleEndToEnd maps records into one transaction Bundle: every
 // urn:uuid reference inside must be the fullUrl of an entry, records outside
 // the Bundle are referred to logically, and the Bundle is valid FHIR.
+// TestTransactionBundleMapOutput: a resource as Map wrote it goes into the
+// Bundle byte for byte, unscanned; once its JSON is replaced it is checked
+// again, so a bad replacement is an error, not a broken Bundle.
+func TestTransactionBundleMapOutput(t *testing.T) {
+	m := newTestMapper(t)
+	res := mapOK(t, m, &Record{Kind: KindPatient, Patient: fixturePatient()}, nil)[0]
+	if !res.jsonByMap() {
+		t.Fatal("a resource from Map is not known as Map's output")
+	}
+	data, err := TransactionBundle([]BundleEntry{EntryFor(res)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(data, append(append([]byte(`"resource":`), res.JSON...), ',')) {
+		t.Errorf("the resource is not in the Bundle as Map wrote it:\n%s", data)
+	}
+	for name, js := range map[string][]byte{
+		"replaced":            []byte(`{"resourceType":`),
+		"same length, broken": append([]byte(`[`), res.JSON[1:]...),
+	} {
+		r := res
+		r.JSON = js
+		if r.jsonByMap() {
+			t.Errorf("%s: still known as Map's output", name)
+		}
+		if _, err := TransactionBundle([]BundleEntry{EntryFor(r)}); err == nil {
+			t.Errorf("%s: no error for a resource that is not a JSON object", name)
+		}
+	}
+}
+
 func TestBundleEndToEnd(t *testing.T) {
 	m := newTestMapper(t)
 	phq9 := fixtureScore("PHQ-9", 14, []int{2, 2, 1, 2, 1, 2, 2, 1, 1})
@@ -253,13 +284,27 @@ func TestTransactionBundleRoundTrip(t *testing.T) {
 // (BENCHMARKS.md section 5.2).
 func BenchmarkTransactionBundle(b *testing.B) {
 	body := []byte(`{"resourceType":"Observation","status":"final","category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"survey","display":"Survey"}]}],"code":{"coding":[{"system":"http://loinc.org","code":"44261-6","display":"Patient Health Questionnaire 9 item (PHQ-9) total score [Reported]"}]},"subject":{"reference":"Patient/123"},"effectiveDateTime":"2024-01-02T10:00:00-05:00","valueQuantity":{"value":14,"unit":"{score}","system":"http://unitsofmeasure.org","code":"{score}"},"identifier":[{"system":"https://clinic.example.org/score","value":"sc-0000001-01"}]}`)
-	entries := make([]BundleEntry, 10)
-	for i := range entries {
-		entries[i] = ConditionalUpdate(Resource{Type: "Observation", Identifier: Identifier{"urn:o", fmt.Sprint(i)}, JSON: body})
-	}
-	for b.Loop() {
-		if _, err := TransactionBundle(entries); err != nil {
-			b.Fatal(err)
+	for _, byMap := range []bool{false, true} {
+		// checked: resources built by hand, scanned and compacted; by-map:
+		// as Map writes them, copied as they are.
+		name := "checked"
+		if byMap {
+			name = "by-map"
 		}
+		b.Run(name, func(b *testing.B) {
+			entries := make([]BundleEntry, 10)
+			for i := range entries {
+				r := Resource{Type: "Observation", Identifier: Identifier{"urn:o", fmt.Sprint(i)}, JSON: body}
+				if byMap {
+					r.byMap = mapJSON{first: &body[0], n: len(body)}
+				}
+				entries[i] = ConditionalUpdate(r)
+			}
+			for b.Loop() {
+				if _, err := TransactionBundle(entries); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

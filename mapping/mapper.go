@@ -31,6 +31,24 @@ type Resource struct {
 	// JSON is the compact FHIR JSON of the resource, without id or
 	// meta.versionId (the EHR assigns those).
 	JSON []byte
+
+	// byMap is the JSON as Map wrote it: TransactionBundle copies that
+	// into a Bundle as it is, and checks any other (a Resource built by
+	// hand, or whose JSON was replaced).
+	byMap mapJSON
+}
+
+// mapJSON identifies the JSON that Map wrote for a Resource: its first
+// byte and its length.
+type mapJSON struct {
+	first *byte
+	n     int
+}
+
+// jsonByMap reports whether r.JSON is still the JSON that Map wrote for it,
+// which is known to be one valid, compact JSON object.
+func (r Resource) jsonByMap() bool {
+	return r.byMap.n > 0 && len(r.JSON) == r.byMap.n && &r.JSON[0] == r.byMap.first
 }
 
 // Lookup gives the mapper what a record refers to. Implementations must be
@@ -270,7 +288,11 @@ func (m *Mapper) finish(b builtResource) (Resource, error) {
 	if err != nil {
 		return Resource{}, fmt.Errorf("marshal %s: %w", b.typ, err)
 	}
-	return Resource{Type: b.typ, Identifier: b.id, JSON: data}, nil
+	r := Resource{Type: b.typ, Identifier: b.id, JSON: data}
+	if len(data) > 0 {
+		r.byMap = mapJSON{first: &data[0], n: len(data)}
+	}
+	return r, nil
 }
 
 // noLookup is the Lookup used when Map is given nil.
