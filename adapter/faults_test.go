@@ -1,6 +1,7 @@
 package adapter_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -80,6 +81,75 @@ func TestSyncUnderFaults(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestSyncRejectedByRule: the EHR's business rules (fhirtest.RejectWrites)
+// refuse a score and one vital sign of an administration. Under either
+// strategy those two rows end dead with the EHR's reason, every other row
+// is synced, nothing is written twice; with transactions the Bundles that
+// held them fail as a whole and their other rows are delivered on their
+// own.
+func TestSyncRejectedByRule(t *testing.T) {
+	t.Parallel()
+	recs := clinic(t, 3, 5)
+	var score, admin *mapping.Record
+	for _, r := range recs {
+		switch {
+		case score == nil && r.Kind == mapping.KindScore:
+			score = r
+		case admin == nil && r.Kind == mapping.KindAdministration && len(r.Administration.Vitals) > 0:
+			admin = r
+		}
+	}
+	if score == nil || admin == nil {
+		t.Fatal("the clinic has no score or no administration with vital signs")
+	}
+	refused := []string{`"` + score.ID() + `"`, `"` + admin.ID() + `/vitals/1/hr"`}
+	for _, strategy := range []string{"conditional-update", "transaction"} {
+		t.Run(strategy, func(t *testing.T) {
+			t.Parallel()
+			h := syncSetup(t, func(c *adapter.Config) {
+				c.EHR.WriteStrategy = map[string]string{"default": strategy}
+			})
+			h.ehr.RejectWrites(func(_ string, resource []byte) string {
+				for _, v := range refused {
+					if bytes.Contains(resource, []byte(v)) {
+						return "not accepted by the clinic's EHR rules"
+					}
+				}
+				return ""
+			})
+			h.ingest(recs...)
+			stats := h.sync()
+			if stats.Dead != 2 || stats.Synced != len(recs)-2 {
+				t.Errorf("Sync: %+v, want 2 dead and %d synced", stats, len(recs)-2)
+			}
+			for _, r := range []*mapping.Record{score, admin} {
+				row := h.row(r.Kind, r.ID())
+				if row.State != store.StateDead || row.ErrorClass != "http_422" ||
+					!strings.Contains(row.ErrorDetail, "business-rule") || !strings.Contains(row.ErrorDetail, "not accepted by the clinic") {
+					t.Errorf("%s row: %s class %q detail %q, want dead http_422 with the EHR's reason", r.Kind, row.State, row.ErrorClass, row.ErrorDetail)
+				}
+			}
+			if n := total(h.counts(), store.StateSynced); n != len(recs)-2 {
+				t.Errorf("%d rows synced, want %d", n, len(recs)-2)
+			}
+			h.requireNoDuplicates()
+			sys := h.cfg.Mapping.Identifiers.Base
+			if holders := h.ehr.IdentifierHolders(sys+"/score", score.ID()); len(holders) != 0 {
+				t.Errorf("the refused score is in the EHR: %v", holders)
+			}
+			rejected := 0
+			for _, q := range h.ehr.Requests() {
+				if q.Fault == fhirtest.FaultRejected {
+					rejected++
+				}
+			}
+			if rejected == 0 {
+				t.Error("the EHR refused nothing")
+			}
+		})
 	}
 }
 

@@ -135,6 +135,9 @@
 //     response (LoseDrop closes the connection, Lose503 answers 503): the
 //     case that turns naive retries into duplicates;
 //   - SetRateLimit answers 429 with Retry-After beyond a rate;
+//   - RejectWrites refuses the creates and updates a rule picks with 422
+//     and an OperationOutcome, as an EHR's business rules do (a Go
+//     function, so no flag);
 //   - SetSeed (or WithSeed) makes the sequence of random faults repeatable
 //     for a given sequence of requests.
 //

@@ -228,3 +228,29 @@ func ExampleServer_ExportJobs() {
 	//   Patient/p1
 	// job: complete
 }
+
+// An EHR's business rule: the server refuses, with 422 and an
+// OperationOutcome, the writes a rule picks. No retry changes that answer;
+// the client under test should set the resource aside as a dead letter.
+func ExampleServer_RejectWrites() {
+	srv := fhirtest.NewServer()
+	defer srv.Close()
+	srv.RejectWrites(func(resourceType string, resource []byte) string {
+		if resourceType == "Patient" && strings.Contains(string(resource), `"MRN-1"`) {
+			return "MRN-1 was merged into another record"
+		}
+		return ""
+	})
+
+	resp, err := create(srv)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(resp.Status, "patients:", srv.Count("Patient"))
+	for _, r := range srv.Requests() {
+		fmt.Println(r.Method, r.Path, r.Status, r.Fault)
+	}
+	// Output:
+	// 422 Unprocessable Entity patients: 0
+	// POST /fhir/R4/Patient 422 rejected
+}

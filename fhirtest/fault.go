@@ -64,6 +64,9 @@ const (
 	// FaultExportTruncated means an export file download was cut in the
 	// middle of a line (TruncateExportFiles).
 	FaultExportTruncated Fault = "export-truncated"
+	// FaultRejected means a create, update or transaction was refused with
+	// 422 by the RejectWrites rule.
+	FaultRejected Fault = "rejected"
 )
 
 // DefaultSeed is the seed of the fault generator unless WithSeed or
@@ -323,9 +326,10 @@ func (s *Server) SetSeed(seed int64) {
 	s.faults.seed(seed)
 }
 
-// ClearFaults removes every fault, latency and the rate limit, and the
-// export faults (SetExportPollInterval, SetExportLinkExpiry,
-// FailNextExport, TruncateExportFiles). The seed's sequence continues.
+// ClearFaults removes every fault, latency and the rate limit, the
+// RejectWrites rule, and the export faults (SetExportPollInterval,
+// SetExportLinkExpiry, FailNextExport, TruncateExportFiles). The seed's
+// sequence continues.
 func (s *Server) ClearFaults() {
 	s.exports.clearFaults()
 	s.faults.mu.Lock()
@@ -336,6 +340,7 @@ func (s *Server) ClearFaults() {
 	f.dropNext, f.dropRate = 0, 0
 	f.loseNext, f.loseRate = 0, 0
 	f.rps = 0
+	s.reject.Store(nil)
 }
 
 // retryAfterSeconds renders a Retry-After value: whole seconds, at least 1.

@@ -38,6 +38,7 @@ func errResponse(ferr *fhirError) *response {
 	for k, v := range ferr.header {
 		resp.header[k] = v
 	}
+	resp.fault = ferr.fault
 	return resp
 }
 

@@ -45,6 +45,9 @@ func (s *Server) createRequest(ctx *reqCtx, typ string, body []byte, ifNoneExist
 	if ferr != nil {
 		return nil, ferr
 	}
+	if ferr := s.rejected(p.typ, body); ferr != nil {
+		return nil, ferr
+	}
 	p.prepare(ctx.bases)
 	return s.createParsed(ctx.bases, p, ifNoneExist)
 }
@@ -102,6 +105,9 @@ func (s *Server) updateRequest(ctx *reqCtx, typ, id, criteria string, body []byt
 		return nil, ferr
 	}
 	if ferr := checkUpdateID(p, id); ferr != nil {
+		return nil, ferr
+	}
+	if ferr := s.rejected(p.typ, body); ferr != nil {
 		return nil, ferr
 	}
 	p.prepare(ctx.bases)

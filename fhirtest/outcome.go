@@ -26,6 +26,8 @@ type fhirError struct {
 	issues []issue
 	// header holds extra response headers (for example Allow on a 405).
 	header http.Header
+	// fault, if any, is what the request log records for the answer.
+	fault Fault
 }
 
 func (e *fhirError) Error() string {

@@ -34,6 +34,7 @@ type Server struct {
 	log       requestLog
 	conns     atomic.Int64 // TCP connections accepted, see Connections
 	auth      *AuthServer  // WithSMART; nil without
+	reject    atomic.Pointer[RejectRule]
 
 	mu      sync.Mutex // guards ts and started
 	ts      *httptest.Server

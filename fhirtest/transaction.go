@@ -165,6 +165,9 @@ func (s *Server) parseEntry(ctx *reqCtx, i int, e bundleEntryIn) (*entryOp, *fhi
 				return op, ferr.inEntry(op.expr())
 			}
 		}
+		if ferr := s.rejected(p.typ, e.Resource); ferr != nil {
+			return op, ferr.inEntry(op.expr())
+		}
 		p.prepare(ctx.bases)
 		op.p = p
 	}
