@@ -8,7 +8,7 @@ import "runtime/debug"
 //
 // Delivery allocates fast (a mapped resource, its request and its answer
 // are garbage a few milliseconds later) and keeps little live: its RSS
-// stays flat however large the outbox (BENCHMARKS.md section 4.1). At Go's
+// stays flat however large the outbox (BENCHMARKS.md section 4). At Go's
 // default of 100 the collector took 6-9% of a sync's CPU samples; at 200
 // the sync used about 8% less CPU on average (five pairs, noisy) for
 // 17-25 MB more peak RSS (section 5.1). A GOGC set in the environment is
