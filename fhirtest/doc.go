@@ -136,8 +136,9 @@
 //     case that turns naive retries into duplicates;
 //   - SetRateLimit answers 429 with Retry-After beyond a rate;
 //   - RejectWrites refuses the creates and updates a rule picks with 422
-//     and an OperationOutcome, as an EHR's business rules do (a Go
-//     function, so no flag);
+//     and an OperationOutcome, as an EHR's business rules do;
+//     RejectIdentifiers is a rule by identifier value (the flag
+//     --reject-identifier);
 //   - SetSeed (or WithSeed) makes the sequence of random faults repeatable
 //     for a given sequence of requests.
 //

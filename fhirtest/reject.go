@@ -1,5 +1,7 @@
 package fhirtest
 
+import "encoding/json"
+
 // RejectRule decides whether the server refuses to write a resource, as an
 // EHR's own business rules do: the reason for refusing it, or "" to let it
 // through. resourceType is the resource's type and resource its JSON as the
@@ -40,4 +42,31 @@ func (s *Server) rejected(resourceType string, resource []byte) *fhirError {
 		return ferr
 	}
 	return nil
+}
+
+// RejectIdentifiers returns a RejectRule that refuses every resource with
+// an identifier (of any system) whose value is one of values, for example
+// an MRN the EHR merged away. Its reason does not repeat the value, which
+// may be patient data.
+func RejectIdentifiers(values ...string) RejectRule {
+	refused := make(map[string]bool, len(values))
+	for _, v := range values {
+		refused[v] = true
+	}
+	return func(_ string, resource []byte) string {
+		var r struct {
+			Identifier []struct {
+				Value string `json:"value"`
+			} `json:"identifier"`
+		}
+		if json.Unmarshal(resource, &r) != nil {
+			return ""
+		}
+		for _, id := range r.Identifier {
+			if refused[id.Value] {
+				return "an identifier of this resource is refused by the server's rules"
+			}
+		}
+		return ""
+	}
 }

@@ -82,3 +82,28 @@ func TestRejectWrites(t *testing.T) {
 		t.Errorf("after ClearFaults: %d %s, want 201", w.Code, w.Body)
 	}
 }
+
+// TestRejectIdentifiers: the ready-made rule refuses resources holding one
+// of the identifier values, in any system, and only those.
+func TestRejectIdentifiers(t *testing.T) {
+	t.Parallel()
+	rule := RejectIdentifiers("MRN-9", "A|1")
+	for _, tt := range []struct {
+		resource string
+		refused  bool
+	}{
+		{patientJSON("", "MRN-9"), true},
+		{patientJSON("", "MRN-90"), false},
+		{`{"resourceType":"Observation","identifier":[{"system":"urn:a","value":"x"},{"system":"urn:b","value":"A|1"}]}`, true},
+		{`{"resourceType":"Observation","status":"final","note":[{"text":"MRN-9"}]}`, false},
+		{`not JSON`, false},
+	} {
+		reason := rule("Patient", []byte(tt.resource))
+		if (reason != "") != tt.refused {
+			t.Errorf("%s: reason %q, want refused %v", tt.resource, reason, tt.refused)
+		}
+		if strings.Contains(reason, "MRN-9") {
+			t.Errorf("the reason repeats the identifier value: %q", reason)
+		}
+	}
+}

@@ -42,6 +42,7 @@ type ehrOptions struct {
 	requestLogLimit   int
 	logRequests       bool
 	shutdownGrace     time.Duration
+	rejectIdentifiers []string
 
 	// Parsed by check.
 	parsedLatencyMin   time.Duration
@@ -77,6 +78,13 @@ func runEHR(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&o.rateLimit, "rate-limit", 0, "allow this many `requests per second`, answering 429 with Retry-After beyond (0: no limit)")
 	fs.IntVar(&o.rateBurst, "rate-burst", 0, "burst `size` of --rate-limit (0: one second's worth)")
 	fs.DurationVar(&o.retryAfter, "retry-after", time.Second, "Retry-After of injected 429 and 503 answers")
+	fs.Func("reject-identifier", "refuse (422 business-rule, as an EHR's own rules) every write of a resource with an identifier of this `value`; repeatable", func(v string) error {
+		if v == "" {
+			return errors.New("empty identifier value")
+		}
+		o.rejectIdentifiers = append(o.rejectIdentifiers, v)
+		return nil
+	})
 	fs.IntVar(&o.pageSize, "page-size", 50, "default search page `size`")
 	fs.IntVar(&o.maxPage, "max-page-size", 1000, "largest search page `size` (_count)")
 	fs.Int64Var(&o.maxBodyBytes, "max-body-bytes", 32<<20, "largest request body in `bytes` (413 beyond)")
@@ -280,6 +288,9 @@ func (o *ehrOptions) applyFaults(srv *fhirtest.Server) {
 	if o.rateLimit > 0 {
 		srv.SetRateLimit(o.rateLimit, o.rateBurst)
 	}
+	if len(o.rejectIdentifiers) > 0 {
+		srv.RejectWrites(fhirtest.RejectIdentifiers(o.rejectIdentifiers...))
+	}
 }
 
 // describeFaults says which faults are on, for the start-up banner.
@@ -308,6 +319,9 @@ func (o *ehrOptions) describeFaults() string {
 	}
 	if o.rateLimit > 0 {
 		parts = append(parts, fmt.Sprintf("rate limit %g/s", o.rateLimit))
+	}
+	if n := len(o.rejectIdentifiers); n > 0 {
+		parts = append(parts, fmt.Sprintf("refuse writes of %d identifier value(s)", n))
 	}
 	if len(parts) == 0 {
 		return ""

@@ -170,6 +170,31 @@ func TestRunEHRFaultFlags(t *testing.T) {
 	}
 }
 
+// TestRunEHRRejectIdentifier: --reject-identifier refuses the writes of a
+// resource holding that identifier value with 422 business-rule, lets the
+// others through, and the banner and the summary say so.
+func TestRunEHRRejectIdentifier(t *testing.T) {
+	base, stop, stdout, _ := startEHR(t, "--reject-identifier", "M9", "--reject-identifier", "M8")
+	for _, tt := range []struct {
+		mrn  string
+		want int
+	}{{"M9", 422}, {"M1", 201}, {"M8", 422}} {
+		resp, body := request(t, "POST", base+"/Patient", `{"resourceType":"Patient","identifier":[{"system":"urn:mrn","value":"`+tt.mrn+`"}]}`)
+		if resp.StatusCode != tt.want || tt.want == 422 && !strings.Contains(body, `"business-rule"`) {
+			t.Errorf("create of %s: %d %s, want %d", tt.mrn, resp.StatusCode, body, tt.want)
+		}
+	}
+	if code := stop(); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	out := stdout.String()
+	for _, want := range []string{"refuse writes of 2 identifier value(s)", "rejected=2", "resources: Patient=1"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, out)
+		}
+	}
+}
+
 func TestRunEHRBadFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"--fail-rate", "1.5"},
