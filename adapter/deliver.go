@@ -382,11 +382,11 @@ func (e *Engine) resolve(ctx context.Context, p *pipeline, it *item, lk *lookup)
 		}
 		lk.refs[dep] = primaryType(dep.Kind) + "/" + row.EHRID
 		if dep.Kind == mapping.KindOrder {
-			order, err := e.parser.Parse(row.Payload, 0)
-			if err != nil || order.Order == nil {
+			order, ok := p.order(row)
+			if !ok {
 				return wait(dep, ClassDependencyDead)
 			}
-			lk.orders[dep.ID] = order.Order
+			lk.orders[dep.ID] = order
 		}
 	}
 	return nil

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/ketamine-fhir/ketamine-fhir/adapter/ehr"
+	"github.com/ketamine-fhir/ketamine-fhir/adapter/store"
+	"github.com/ketamine-fhir/ketamine-fhir/mapping"
 )
 
 // TestBackoffDoublesOnBlindTriesOnly: an in-memory retry waits the EHR's
@@ -46,5 +48,32 @@ func TestBackoffDoublesOnBlindTriesOnly(t *testing.T) {
 	it.progressed()
 	if r := e.failed(it, lost); r.delay != 250*time.Millisecond {
 		t.Errorf("after progress a lost answer waits %v, want 250ms", r.delay)
+	}
+}
+
+// TestOrderParsedOncePerContent: an order row is parsed once per run and
+// content, however many administrations depend on it; new content (another
+// hash) is parsed again, and a payload that is not an order is refused.
+func TestOrderParsedOncePerContent(t *testing.T) {
+	p := &pipeline{e: &Engine{parser: mapping.NewParser(nil, nil)}, orders: map[orderKey]*mapping.Order{}}
+	payload := func(dose string) []byte {
+		return []byte(`{"kind":"order","order_id":"ord-17","mrn":"MRN-100234","status":"active","authored_at":"2025-05-01T14:30:00-04:00",` +
+			`"prescriber":{"npi":"1234567893","name":"Dr. Rivera"},"medication":"ketamine-10mg-ml","route":"IV","dose":{"value":` + dose + `,"unit":"mg/kg"}}`)
+	}
+	row := store.Record{ID: 7, Hash: "h1", Payload: payload("0.5")}
+	first, ok := p.order(row)
+	if !ok || first.Dose.Value != 0.5 {
+		t.Fatalf("order(row) = %+v, %v", first, ok)
+	}
+	row.Payload = nil // a second lookup of the same content does not parse
+	if again, ok := p.order(row); !ok || again != first {
+		t.Errorf("the same content was parsed again: %p, want %p", again, first)
+	}
+	changed := store.Record{ID: 7, Hash: "h2", Payload: payload("0.75")}
+	if o, ok := p.order(changed); !ok || o.Dose.Value != 0.75 {
+		t.Errorf("new content of the order: %+v, %v", o, ok)
+	}
+	if _, ok := p.order(store.Record{ID: 8, Hash: "h3", Payload: []byte(`{"kind":"patient"}`)}); ok {
+		t.Error("a payload that is not an order gave an order")
 	}
 }

@@ -171,6 +171,44 @@ type pipeline struct {
 	stats   Stats
 
 	committing atomic.Int32 // groups taken by the completer and not yet committed
+
+	ordersMu sync.Mutex
+	orders   map[orderKey]*mapping.Order // parsed orders of dependency rows (order)
+}
+
+// orderKey is an order row's content: its id and the hash of its payload.
+type orderKey struct {
+	id   int64
+	hash string
+}
+
+// maxOrders bounds the parsed orders a pipeline keeps; past it they are
+// forgotten all at once and parsed again as needed.
+const maxOrders = 4096
+
+// order returns the order in row, an order record's outbox row, parsing
+// its payload once per run and content: an order is the dependency of each
+// of its administrations, which parsed it again every one. The
+// *mapping.Order is shared, and only read (the mapper reads its product).
+func (p *pipeline) order(row store.Record) (*mapping.Order, bool) {
+	k := orderKey{id: row.ID, hash: row.Hash}
+	p.ordersMu.Lock()
+	o, ok := p.orders[k]
+	p.ordersMu.Unlock()
+	if ok {
+		return o, true
+	}
+	rec, err := p.e.parser.Parse(row.Payload, 0)
+	if err != nil || rec.Order == nil {
+		return nil, false
+	}
+	p.ordersMu.Lock()
+	if len(p.orders) >= maxOrders {
+		clear(p.orders)
+	}
+	p.orders[k] = rec.Order
+	p.ordersMu.Unlock()
+	return rec.Order, true
 }
 
 func (e *Engine) newPipeline(mode runMode, claimCtx, workCtx context.Context) *pipeline {
@@ -193,6 +231,7 @@ func (e *Engine) newPipeline(mode runMode, claimCtx, workCtx context.Context) *p
 		progress: map[int64]progress{},
 		provided: map[mapping.Dependency]store.Record{},
 		batches:  map[string]*txBatch{},
+		orders:   map[orderKey]*mapping.Order{},
 		readyCh:  make(chan struct{}, 1),
 		kick:     make(chan struct{}, 1),
 		delayKey: make(chan struct{}, 1),
@@ -320,7 +359,10 @@ func (p *pipeline) claim() error {
 				want, probing = 1, true // one row tells whether authorization works again
 			}
 		}
-		lowWater := max(1, min(p.workers, p.capacity/4))
+		// Claim when half the claim-ahead is free, or when the workers
+		// run short: a claim transaction for dozens of rows rather than
+		// for a worker's count of them, with rows still queued meanwhile.
+		lowWater := max(1, p.capacity/2)
 		if want > 0 && (want >= lowWater || busy < p.workers) {
 			now := e.now()
 			if now.Sub(lastRescue) >= time.Second {
