@@ -359,10 +359,12 @@ func (p *pipeline) claim() error {
 				want, probing = 1, true // one row tells whether authorization works again
 			}
 		}
-		// Claim when half the claim-ahead is free, or when the workers
-		// run short: a claim transaction for dozens of rows rather than
-		// for a worker's count of them, with rows still queued meanwhile.
-		lowWater := max(1, p.capacity/2)
+		// Claim when a worker's count of rows is free, or the workers
+		// run short. (Waiting for half the claim-ahead to be free made
+		// fewer, larger claims, but rows held out waiting for a
+		// Retry-After then kept the claimer from refilling the queue:
+		// BENCHMARKS.md section 5.3.)
+		lowWater := max(1, min(p.workers, p.capacity/4))
 		if want > 0 && (want >= lowWater || busy < p.workers) {
 			now := e.now()
 			if now.Sub(lastRescue) >= time.Second {
