@@ -187,9 +187,10 @@ type orderKey struct {
 const maxOrders = 4096
 
 // order returns the order in row, an order record's outbox row, parsing
-// its payload once per run and content: an order is the dependency of each
-// of its administrations, which parsed it again every one. The
-// *mapping.Order is shared, and only read (the mapper reads its product).
+// its payload once per pipeline and content: an order is a dependency of
+// each of its administrations, and was parsed again for every one of them.
+// The *mapping.Order is shared, and only read (the mapper reads its
+// product).
 func (p *pipeline) order(row store.Record) (*mapping.Order, bool) {
 	k := orderKey{id: row.ID, hash: row.Hash}
 	p.ordersMu.Lock()
