@@ -673,6 +673,28 @@ func TestSyncTransactionAnswers(t *testing.T) {
 	}
 }
 
+// TestSyncTransactionPatientsGoAtOnce: with transactions, a patient's row
+// can never share its Bundle (a patient is its own group and has one row),
+// so it goes at once instead of after ehr.transaction_linger, which here is
+// an hour: the sync of the patients alone ends long before it.
+func TestSyncTransactionPatientsGoAtOnce(t *testing.T) {
+	t.Parallel()
+	h := syncSetup(t, func(c *adapter.Config) {
+		c.EHR.WriteStrategy = map[string]string{"default": "transaction"}
+		c.EHR.TransactionLinger = adapter.Duration(time.Hour)
+	})
+	patients := byKind(clinic(t, 5, 1), mapping.KindPatient)
+	h.ingest(patients...)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stats, err := h.eng.Sync(ctx, time.Time{})
+	if err != nil || ctx.Err() != nil || stats.Synced != len(patients) {
+		t.Fatalf("Sync: %+v, %v (context: %v); want %d patients synced well within the hour of linger", stats, err, ctx.Err(), len(patients))
+	}
+	h.requireAllSynced(len(patients))
+	h.requireNoDuplicates()
+}
+
 // --- 2. updates --------------------------------------------------------
 
 func TestSyncUpdates(t *testing.T) {

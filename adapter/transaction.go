@@ -22,6 +22,14 @@ type txBatch struct {
 // queue when it holds ehr.transaction_size entries or after
 // ehr.transaction_linger (Benthos' count/period batching).
 func (p *pipeline) batch(it *item) {
+	if it.rec.Kind == mapping.KindPatient {
+		// A patient is its own group, and the pipeline holds one row of
+		// it at a time: its Bundle can never fill up, so it goes now
+		// rather than after the linger (which every record of the
+		// patient would wait out too).
+		p.enqueue(unit{items: []*item{it}, tx: true})
+		return
+	}
 	key := it.row.Kind + "|" + batchKey(it.rec)
 	size := p.e.cfg.EHR.TransactionSize
 	p.mu.Lock()
@@ -44,7 +52,7 @@ func (p *pipeline) batch(it *item) {
 	}
 }
 
-// batchKey groups records per patient (a patient is its own group).
+// batchKey groups records per patient.
 func batchKey(rec *mapping.Record) string {
 	if deps := rec.Dependencies(); len(deps) > 0 {
 		return deps[0].ID
