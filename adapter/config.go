@@ -83,7 +83,8 @@ type EHRConfig struct {
 	// (write strategy transaction). Defaults to 50.
 	TransactionSize int `yaml:"transaction_size"`
 	// TransactionLinger is how long a patient's Bundle waits to fill up
-	// before it is sent anyway. Defaults to 20ms.
+	// before it is sent anyway (a Patient's own row goes at once: nothing
+	// can join it). Defaults to 20ms.
 	TransactionLinger Duration `yaml:"transaction_linger"`
 	// MaxRate caps the requests per second sent to the EHR (its API
 	// gateway's limit, say); the pacer starts from it. 0 means no cap: the
