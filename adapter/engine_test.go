@@ -617,17 +617,22 @@ func TestSyncTransactionAnswers(t *testing.T) {
 				}
 				var b map[string]any
 				if err := json.Unmarshal(body, &b); err != nil {
-					t.Fatalf("transaction answer: %v", err)
+					// This runs on the client's goroutine: no Fatal here.
+					t.Errorf("transaction answer: %v", err)
+					resp.Body = io.NopCloser(bytes.NewReader(body))
+					return resp
 				}
 				entries, _ := b["entry"].([]any)
-				for _, e := range entries {
-					e := e.(map[string]any)
+				for _, raw := range entries {
+					e, _ := raw.(map[string]any)
 					if _, ok := e["resource"]; ok {
 						echoed.Add(1)
 					}
 					if stripped {
 						delete(e, "resource")
-						delete(e["response"].(map[string]any), "location")
+						if r, ok := e["response"].(map[string]any); ok {
+							delete(r, "location")
+						}
 					}
 				}
 				body, _ = json.Marshal(b)
