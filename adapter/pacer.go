@@ -56,15 +56,25 @@ type PacerConfig struct {
 //     at the first period whose successes grew by less than half and
 //     whose 429/503 are beyond the noise level or, if higher, the share
 //     of 429/503 in the periods before (counting one more, so that a
-//     first random fault is not enough): the rate drops to a quarter, as
-//     a probe (below). A period in which the callers use less than half
-//     of the rate, or a rate of 100000/s, ends slow start too, with an
-//     unlimited rate.
+//     first random fault is not enough): the rate drops to a quarter. A
+//     period in which the callers use less than half of the rate, or a
+//     rate of 100000/s, ends slow start too, with an unlimited rate.
 //   - Then, per Window (extended until 8 answers are in): if more answers
 //     were 429 or 503 than the noise level explains, by 3 standard
 //     deviations (while the level is 0: any), the rate decreases once to
 //     Decrease times the rate of successful answers (at most Decrease
 //     times the rate, at least MinRate), as a probe.
+//   - A window ends early, after a tenth of a Window and 8 answers, when
+//     a quarter or more of them are 429/503 beyond the noise level: the
+//     first window after slow start ended on a limit, a window at an
+//     unlimited rate, and a probe window whose share rose beyond the one
+//     that caused its decrease. An API gateway's token bucket with a
+//     burst of a second's worth hides its limit from slow start until the
+//     rate is far above it, and a quarter of that is still above; a full
+//     window there would be mostly 429. Each decrease still counts only
+//     answers to requests sent at the rate it judges, so two decreases
+//     never answer the same overshoot. A window cut short decreases to a
+//     quarter of the rate at least (its few successes are a rough count).
 //   - A probe window lasts until it has enough answers to expect five
 //     429/503 at the share that caused the decrease (ten windows at
 //     most). If it shows that same share (within 3 standard deviations
@@ -79,7 +89,15 @@ type PacerConfig struct {
 //   - Per Window without 429/503 beyond the noise, while the rate was
 //     what limited the requests (they used 80% of it), it increases by a
 //     fixed step (2% of the rate set at the last decrease, at least half
-//     of MinRate): additive increase, up to MaxRate.
+//     of MinRate): additive increase, up to MaxRate. Within 3% of the
+//     ceiling, the successes per second of the last window that decreased
+//     the rate with three quarters of its answers successes (the rate a
+//     token bucket refills at), the step is a quarter: a bucket that
+//     refilled below the limit lets a higher rate through until it is
+//     empty, and full steps all that time would overshoot far. After
+//     slow start, and after the first decrease from an unlimited rate,
+//     the climb halves the way back to the rate that was throttled (by an
+//     eighth per window at most) instead.
 //   - A Retry-After over PauseThreshold pauses every request until then
 //     (Pause), those already waiting for the rate included. A shorter one
 //     is for the caller to honour for that request alone, holding no
@@ -118,7 +136,9 @@ type Pacer struct {
 	prevOK     float64    // successful answers per second of the last slow-start period
 	slowT      int        // throttled answers in slow start
 	slowN      int        // of that many answers
-	bicMax     rate.Limit // the rate that ended slow start, until a decrease: increases climb back to it faster
+	ceiling    rate.Limit // successes per second of the window that last decreased the rate, when most answers were successes (0: none)
+	afterSlow  bool       // the current window is the first after slow start ended on a limit
+	bicMax     rate.Limit // half the rate that ended slow start, or the rate sent at before the first decrease from an unlimited rate: increases climb back to it faster
 	shared     share      // this instance's share of the rate (pacer_share.go)
 }
 
@@ -269,6 +289,11 @@ const noiseSigmas = 3
 // one would see none by chance and take random faults for a rate limit.
 const probeExpect = 5
 
+// ceilingNear is how close to the successes per second of the window
+// that last decreased the rate (the ceiling) the additive increase slows
+// to a quarter of its step.
+const ceilingNear = 0.97
+
 // stepShare is the additive increase per window, as a share of the rate
 // set at the last decrease.
 const stepShare = 0.02
@@ -288,16 +313,18 @@ func (p *Pacer) roll(now time.Time) {
 		}
 		return
 	}
-	if elapsed < p.cfg.Window {
+	early := elapsed < p.cfg.Window && p.limitShown(elapsed)
+	if elapsed < p.cfg.Window && !early {
 		return
 	}
 	need := minAnswers
 	if p.probing {
 		need = max(need, int(math.Ceil(probeExpect*float64(p.probeN)/float64(p.probeT))))
 	}
-	if p.answers < need && elapsed < 10*p.cfg.Window {
+	if !early && p.answers < need && elapsed < 10*p.cfg.Window {
 		return
 	}
+	p.afterSlow = false
 	answers, throttled, succeeded, sent := p.answers, p.throttled, p.succeeded, p.sent
 	p.winStart, p.answers, p.throttled, p.succeeded, p.sent = now, 0, 0, 0, 0
 	if answers == 0 {
@@ -319,7 +346,7 @@ func (p *Pacer) roll(now time.Time) {
 		} else {
 			p.setLimit(now, p.probeFrom)
 		}
-		p.chainN, p.bicMax = 0, 0
+		p.chainN, p.bicMax, p.ceiling = 0, 0, 0
 		if p.exitN > 0 && !p.beyondNoise(p.exitT, p.exitN) {
 			// The 429/503 that ended slow start were noise too.
 			p.slow, p.prevOK, p.exitN = true, 0, 0
@@ -327,7 +354,32 @@ func (p *Pacer) roll(now time.Time) {
 		}
 	case over:
 		okRate := rate.Limit(float64(succeeded) / elapsed.Seconds())
-		p.decrease(now, max(rate.Limit(p.cfg.MinRate), min(limit, okRate)*rate.Limit(p.cfg.Decrease)), throttled, answers)
+		next := max(rate.Limit(p.cfg.MinRate), min(limit, okRate)*rate.Limit(p.cfg.Decrease))
+		if early && limit != rate.Inf {
+			// The few successes of a window cut short are a rough
+			// count: a quarter of the rate at most.
+			next = max(next, limit/4)
+		}
+		p.decrease(now, next, throttled, answers)
+		// Most requests went through: the successes are the EHR's
+		// rate (a token bucket refilling), and the climb slows down
+		// near them. A gateway's burst lets a rate above its limit
+		// through until the bucket is empty; climbing at full steps
+		// all that time would overshoot far, and the window that
+		// finds the bucket empty would see many 429.
+		p.ceiling = 0
+		if float64(succeeded) >= 0.75*float64(answers) {
+			p.ceiling = okRate
+		}
+		if limit == rate.Inf {
+			// The first limit met after slow start ended without one.
+			// The successes of such a window, with requests sent in
+			// bursts (a request held by its Retry-After goes with the
+			// others held as long), say little of the EHR's rate: climb
+			// back halfway to the rate requests were sent at, as after
+			// slow start, rather than a step a window.
+			p.bicMax = rate.Limit(float64(sent) / elapsed.Seconds())
+		}
 	default:
 		p.chainN = 0
 		// Within the noise. Its level follows the answers down, never
@@ -340,10 +392,15 @@ func (p *Pacer) roll(now time.Time) {
 		sentRate := rate.Limit(float64(sent) / elapsed.Seconds())
 		if limit != rate.Inf && sentRate >= 0.8*limit {
 			next := limit + p.step
+			if p.ceiling > 0 && limit >= p.ceiling*ceilingNear {
+				next = limit + p.step/4
+			}
 			if p.bicMax > limit {
-				// Climbing back after slow start: halve the way to the
-				// rate that ended it (BIC), by at most an eighth per
-				// window, so that the first overshoot is small.
+				// Climbing back after slow start or the first
+				// decrease from an unlimited rate: halve the way to
+				// the rate that was throttled (BIC), by at most an
+				// eighth per window, so that the first overshoot is
+				// small.
 				next = max(next, min(limit*9/8, limit+(p.bicMax-limit)/2))
 			}
 			if p.cfg.MaxRate > 0 {
@@ -352,6 +409,28 @@ func (p *Pacer) roll(now time.Time) {
 			p.setLimit(now, next)
 		}
 	}
+}
+
+// limitShown reports whether the current window may end before a full
+// Window (after a tenth of one, with minAnswers answers or more) because
+// a quarter or more of its answers are 429/503 and they show a limit the
+// rate is still above: in the first window after slow start ended on a
+// limit (when a gateway's burst hid the limit, a quarter of the rate can
+// still be far above it), in a window at an unlimited rate, or in a probe
+// window whose share of 429/503 rose beyond the one that caused the
+// decrease. Every request sent at such a rate until the window ends would
+// be refused. p.mu is held.
+func (p *Pacer) limitShown(elapsed time.Duration) bool {
+	if elapsed < p.cfg.Window/10 || p.answers < minAnswers || 4*p.throttled < p.answers {
+		return false
+	}
+	switch {
+	case p.probing:
+		return beyond(float64(p.probeT)/float64(p.probeN), p.throttled, p.answers)
+	case p.afterSlow || p.limiter.Limit() == rate.Inf:
+		return p.beyondNoise(p.throttled, p.answers)
+	}
+	return false
 }
 
 // decrease lowers the rate to next, if lower, as a probe (see roll).
@@ -424,6 +503,16 @@ func (p *Pacer) rollSlow(now time.Time, elapsed time.Duration) {
 		p.exitT, p.exitN = throttled, answers
 		p.decrease(now, max(rate.Limit(p.cfg.MinRate), limit/4), throttled, answers)
 		p.bicMax = limit / 2 // the last rate that did not look limited
+		// Not a probe: a slow-start period is short, and when a
+		// gateway's burst let the rate run far past its limit, a
+		// quarter of it is still above the limit and shows the same
+		// share of 429 as the period did. Taking that for random
+		// faults would resume slow start into the limit; the next
+		// window judges the new rate as any other does (a decrease
+		// from it is a probe, and undoes this one too if the answers
+		// were noise).
+		p.probing = false
+		p.afterSlow = true
 	case sentRate >= 0.5*float64(limit):
 		// The rate holds the callers back: double it.
 		p.skip = p.inFlight

@@ -139,29 +139,6 @@ func request(t *testing.T, p *Pacer, status int) {
 // of virtual time; the assertions hold whatever the exact period
 // boundaries.
 func TestPacerSlowStart(t *testing.T) {
-	const period = 100 * time.Millisecond // a tenth of the default Window
-
-	// doublings checks that changes, up to the first that is not one,
-	// double the rate from want0, at least a period apart, and returns
-	// how many there are.
-	doublings := func(t *testing.T, changes []rateChange, want0 float64) int {
-		t.Helper()
-		n := 0
-		for i, c := range changes {
-			if c.to != 2*c.from {
-				break
-			}
-			if i == 0 && c.from != want0 {
-				t.Fatalf("first doubling from %v, want from StartRate %v", c.from, want0)
-			}
-			if i > 0 && c.at-changes[i-1].at < period {
-				t.Fatalf("doublings %v apart, want at least a period (%v): %+v", c.at-changes[i-1].at, period, changes)
-			}
-			n++
-		}
-		return n
-	}
-
 	t.Run("doubles while the callers use the rate", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			p := NewPacer(PacerConfig{Now: time.Now})
@@ -222,49 +199,18 @@ func TestPacerSlowStart(t *testing.T) {
 		})
 	})
 
+	// A burst of a tenth of a second: found with a handful of 429s.
 	t.Run("drops below the rate that found the limit", func(t *testing.T) {
-		synctest.Test(t, func(t *testing.T) {
-			const limit = 100
-			p := NewPacer(PacerConfig{Now: time.Now})
-			e := newSimEHR(limit, limit/10, 0, 1)
-			l := newRateLog(t, p)
-			answers, throttled := 0, 0
-			l.run(func() int {
-				st := e.answer()
-				answers++
-				if st == http.StatusTooManyRequests {
-					throttled++
-				}
-				return st
-			}, forTime(5*time.Second))
-			n := doublings(t, l.changes, 10)
-			if n == len(l.changes) {
-				t.Fatalf("no decrease with a rate limit of %v/s: %+v", limit, l.changes)
-			}
-			found, drop := l.changes[n-1].to, l.changes[n]
-			if found <= limit {
-				t.Fatalf("slow start ended at %v/s, under the limit %v/s: %+v", found, limit, l.changes)
-			}
-			if drop.to > limit || drop.to >= found {
-				t.Errorf("slow start ended at %v/s with a drop to %v/s, want below it and under the limit %v/s", found, drop.to, limit)
-			}
-			// No more slow start: the rate stays under the one that found
-			// the limit.
-			if l.max > found {
-				t.Errorf("rate rose to %v/s after finding the limit at %v/s", l.max, found)
-			}
-			for _, c := range l.changes[n+1:] {
-				if c.to > found {
-					t.Errorf("rate back to %v/s at %v, above %v/s where the limit was found: %+v", c.to, c.at, found, l.changes)
-					break
-				}
-			}
-			// Found with a handful of 429s.
-			if throttled > answers/20 {
-				t.Errorf("%d of %d answers were 429, want at most 5%%", throttled, answers)
-			}
-			t.Logf("limit %v/s found at %v/s, dropped to %v/s; %d of %d answers 429", limit, found, drop.to, throttled, answers)
-		})
+		dropsBelowLimit(t, 10, 0.05)
+	})
+	// A burst of a whole second: the limit shows only once the rate is
+	// far above it, and a quarter of that rate is still above it. The
+	// window after slow start must not take the same share of 429 at a
+	// quarter of the rate for random faults and resume slow start; it
+	// ends as soon as its answers show the limit. The 429 of the whole
+	// run of 5s are those of finding a limit that a second of burst hid.
+	t.Run("drops below the rate that found the limit, a burst of 1s", func(t *testing.T) {
+		dropsBelowLimit(t, 100, 0.1)
 	})
 
 	t.Run("unlimited when the callers do not use the rate", func(t *testing.T) {
@@ -314,17 +260,27 @@ func TestPacerTracksRateLimit(t *testing.T) {
 		duration = 60 * time.Second
 	)
 	for _, tc := range []struct {
-		name string
-		rate float64
+		name     string
+		rate     float64
+		burst    int
+		maxShare float64 // of 429 answers
 	}{
-		{"50/s", 50},
-		{"200/s", 200},
+		// A burst of a tenth of a second, as API gateways allow.
+		{"50/s", 50, 5, 0.01},
+		{"200/s", 200, 20, 0.01},
+		// A burst of a whole second's worth, a token bucket's usual
+		// size: slow start runs far past the limit before the first
+		// 429, and a quarter of that rate is still above it. Finding
+		// it costs 30-100 429s, 1% of a minute's requests by
+		// themselves; then the climb slows down near the EHR's rate,
+		// for the bucket refilled below it hides the limit again.
+		{"50/s/burst-1s", 50, 50, 0.015},
+		{"200/s/burst-1s", 200, 200, 0.015},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				p := NewPacer(PacerConfig{Now: time.Now})
-				// A burst of a tenth of a second, as API gateways allow.
-				e := newSimEHR(tc.rate, int(tc.rate/10), 0, 1)
+				e := newSimEHR(tc.rate, tc.burst, 0, 1)
 				res := runSim(p, e, workers, latency, duration)
 
 				delivered := float64(res.ok) / duration.Seconds()
@@ -337,8 +293,8 @@ func TestPacerTracksRateLimit(t *testing.T) {
 				if delivered < 0.9*tc.rate {
 					t.Errorf("delivered %.1f/s, want at least 0.9 R = %.1f/s", delivered, 0.9*tc.rate)
 				}
-				if overall := float64(res.throttled) / float64(res.sent); overall >= 0.01 {
-					t.Errorf("%d of %d answers (%.2f%%) were 429, want under 1%%", res.throttled, res.sent, 100*overall)
+				if overall := float64(res.throttled) / float64(res.sent); overall >= tc.maxShare {
+					t.Errorf("%d of %d answers (%.2f%%) were 429, want under %.1f%%", res.throttled, res.sent, 100*overall, 100*tc.maxShare)
 				}
 			})
 		})
@@ -390,6 +346,91 @@ func TestPacerRandomFaultsDoNotStall(t *testing.T) {
 			}
 		})
 	}
+}
+
+// doublings checks that changes, up to the first that is not one, double
+// the rate from want0, at least a slow-start period (a tenth of the
+// default Window) apart, and returns how many there are.
+func doublings(t *testing.T, changes []rateChange, want0 float64) int {
+	t.Helper()
+	const period = 100 * time.Millisecond
+	n := 0
+	for i, c := range changes {
+		if c.to != 2*c.from {
+			break
+		}
+		if i == 0 && c.from != want0 {
+			t.Fatalf("first doubling from %v, want from StartRate %v", c.from, want0)
+		}
+		if i > 0 && c.at-changes[i-1].at < period {
+			t.Fatalf("doublings %v apart, want at least a period (%v): %+v", c.at-changes[i-1].at, period, changes)
+		}
+		n++
+	}
+	return n
+}
+
+// dropsBelowLimit is TestPacerSlowStart's case of a rate limit of 100/s
+// with a burst of burst: slow start ends above the limit, and the rate is
+// under it within a window (at once after the first drop with a small
+// burst), never to rise above where the limit was found, with at most
+// maxShare of the answers 429.
+func dropsBelowLimit(t *testing.T, burst int, maxShare float64) {
+	synctest.Test(t, func(t *testing.T) {
+		const limit = 100
+		p := NewPacer(PacerConfig{Now: time.Now})
+		e := newSimEHR(limit, burst, 0, 1)
+		l := newRateLog(t, p)
+		answers, throttled := 0, 0
+		l.run(func() int {
+			st := e.answer()
+			answers++
+			if st == http.StatusTooManyRequests {
+				throttled++
+			}
+			return st
+		}, forTime(5*time.Second))
+		n := doublings(t, l.changes, 10)
+		if n == len(l.changes) {
+			t.Fatalf("no decrease with a rate limit of %v/s: %+v", limit, l.changes)
+		}
+		found, drop := l.changes[n-1].to, l.changes[n]
+		if found <= limit {
+			t.Fatalf("slow start ended at %v/s, under the limit %v/s: %+v", found, limit, l.changes)
+		}
+		if drop.to >= found {
+			t.Fatalf("slow start ended at %v/s with a change to %v/s, want a drop", found, drop.to)
+		}
+		under := -1
+		for i, c := range l.changes[n:] {
+			if c.to <= limit {
+				under = n + i
+				break
+			}
+		}
+		switch {
+		case under < 0:
+			t.Errorf("the rate never went under the limit %v/s: %+v", limit, l.changes)
+		case l.changes[under].at-drop.at > time.Second:
+			t.Errorf("under the limit at %v, more than a window after slow start ended (%v): %+v", l.changes[under].at, drop.at, l.changes)
+		}
+		// No more slow start: the rate stays under the one that found
+		// the limit.
+		if l.max > found {
+			t.Errorf("rate rose to %v/s after finding the limit at %v/s", l.max, found)
+		}
+		for _, c := range l.changes[n+1:] {
+			if c.to > found {
+				t.Errorf("rate back to %v/s at %v, above %v/s where the limit was found: %+v", c.to, c.at, found, l.changes)
+				break
+			}
+		}
+		if float64(throttled) > maxShare*float64(answers) {
+			t.Errorf("%d of %d answers were 429, want at most %.0f%%", throttled, answers, 100*maxShare)
+		}
+		t.Logf("limit %v/s, burst %d: found at %v/s, dropped to %v/s, under the limit at %v; %d of %d answers 429",
+			limit, burst, found, drop.to, l.changes[max(under, n)].at, throttled, answers)
+	})
 }
 
 // rateLog drives a pacer from one goroutine, Wait then Done at once, and
