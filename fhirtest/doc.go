@@ -132,8 +132,9 @@
 //   - SetLatency delays requests (fixed or a uniform range);
 //   - DropNext and SetDropRate close the connection before processing;
 //   - LoseNext and SetLoseRate process and commit a write, then lose its
-//     response (LoseDrop closes the connection, Lose503 answers 503): the
-//     case that turns naive retries into duplicates;
+//     response (LoseDrop closes the connection, Lose503 answers 503,
+//     LoseHang never answers until the client gives up): the case that
+//     turns naive retries into duplicates;
 //   - SetRateLimit answers 429 with Retry-After beyond a rate;
 //   - RejectWrites refuses the creates and updates a rule picks with 422
 //     and an OperationOutcome, as an EHR's business rules do;

@@ -21,15 +21,21 @@ const (
 	LoseDrop LoseMode = iota + 1
 	// Lose503 commits, then answers 503 Service Unavailable with Retry-After.
 	Lose503
+	// LoseHang commits, then never answers: the connection stays open and
+	// silent until the client gives up (its timeout) or the server closes,
+	// as a proxy or network that swallows the answer does.
+	LoseHang
 )
 
-// String returns "drop" or "503", the --lose-mode flag values.
+// String returns "drop", "503" or "hang", the --lose-mode flag values.
 func (m LoseMode) String() string {
 	switch m {
 	case LoseDrop:
 		return "drop"
 	case Lose503:
 		return "503"
+	case LoseHang:
+		return "hang"
 	}
 	return fmt.Sprintf("LoseMode(%d)", int(m))
 }
@@ -52,6 +58,9 @@ const (
 	FaultLoseDrop Fault = "lose-drop"
 	// FaultLose503 means the request was processed, then answered 503.
 	FaultLose503 Fault = "lose-503"
+	// FaultLoseHang means the request was processed, then never answered
+	// (until the client gave up or the server closed).
+	FaultLoseHang Fault = "lose-hang"
 	// FaultExportPollTooFast means an export status poll came sooner than
 	// SetExportPollInterval allows and was answered 429.
 	FaultExportPollTooFast Fault = "export-poll-too-fast"
@@ -200,7 +209,7 @@ func checkStatus(method string, status int) {
 }
 
 func checkLoseMode(method string, mode LoseMode) {
-	if mode != LoseDrop && mode != Lose503 {
+	if mode != LoseDrop && mode != Lose503 && mode != LoseHang {
 		panic(fmt.Sprintf("fhirtest: %s: unknown LoseMode %d", method, int(mode)))
 	}
 }

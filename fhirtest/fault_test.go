@@ -1,7 +1,9 @@
 package fhirtest
 
 import (
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -364,6 +366,63 @@ func TestLoseNext503(t *testing.T) {
 	}
 	if e := s.Requests()[0]; e.Fault != FaultLose503 || e.Status != 503 || e.HandlerStatus != 201 {
 		t.Errorf("log entry %+v", e)
+	}
+}
+
+func TestLoseNextHang(t *testing.T) {
+	t.Parallel()
+	s := NewServer()
+	defer s.Close()
+	s.LoseNext(1, LoseHang)
+	c := s.Client()
+	c.Timeout = 300 * time.Millisecond
+	req, _ := http.NewRequest("PUT", s.URL+"/Patient?identifier="+url.QueryEscape("urn:mrn|M1"), strings.NewReader(patientJSON("", "M1")))
+	req.Header.Set("Content-Type", "application/fhir+json")
+	start := time.Now()
+	resp, err := c.Do(req)
+	if err == nil {
+		resp.Body.Close()
+		t.Fatalf("a lost answer came: %d", resp.StatusCode)
+	}
+	var nerr net.Error
+	if !errors.As(err, &nerr) || !nerr.Timeout() {
+		t.Fatalf("err = %v, want the client's timeout", err)
+	}
+	if took := time.Since(start); took < c.Timeout {
+		t.Errorf("gave up after %v, before the client's timeout %v", took, c.Timeout)
+	}
+	if n := s.Count("Patient"); n != 1 {
+		t.Fatalf("the write was not committed: Count = %d", n)
+	}
+	if e := s.Requests()[0]; e.Fault != FaultLoseHang || e.Status != 0 || e.HandlerStatus != 201 {
+		t.Errorf("log entry %+v", e)
+	}
+	// The next request is answered.
+	if st := post(t, s, "/Patient", patientJSON("", "M2")); st != 201 {
+		t.Errorf("next write: %d, want 201", st)
+	}
+}
+
+func TestLoseHangEndsOnClose(t *testing.T) {
+	t.Parallel()
+	s := NewServer()
+	s.LoseNext(1, LoseHang)
+	done := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequest("POST", s.URL+"/Patient", strings.NewReader(patientJSON("", "M1")))
+		req.Header.Set("Content-Type", "application/fhir+json")
+		resp, err := s.Client().Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	for len(s.Requests()) == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	s.Close() // must not wait for the client forever
+	if err := <-done; err == nil {
+		t.Error("the held request was answered")
 	}
 }
 

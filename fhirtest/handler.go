@@ -140,6 +140,14 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.log.add(entry)
 		faultResponse(http.StatusServiceUnavailable, plan.retryAfter, "service unavailable").write(w)
 		return
+	case LoseHang:
+		entry.Fault = FaultLoseHang
+		s.log.add(entry)
+		select {
+		case <-r.Context().Done(): // the client gave up
+		case <-s.closing:
+		}
+		panic(http.ErrAbortHandler)
 	}
 	entry.Status = resp.status
 	entry.Fault = resp.fault

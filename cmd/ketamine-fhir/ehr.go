@@ -74,7 +74,7 @@ func runEHR(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.dropNext, "drop-next", 0, "close the connection of the first `n` requests before processing")
 	fs.Float64Var(&o.loseRate, "lose-rate", 0, "commit this `fraction` of writes, then lose the response (see --lose-mode)")
 	fs.IntVar(&o.loseNext, "lose-next", 0, "commit the first `n` writes, then lose their responses")
-	fs.StringVar(&o.loseMode, "lose-mode", "drop", "how responses are lost: drop (close the connection) or 503")
+	fs.StringVar(&o.loseMode, "lose-mode", "drop", "how responses are lost: drop (close the connection), 503, or hang (never answer: the client must time out)")
 	fs.Float64Var(&o.rateLimit, "rate-limit", 0, "allow this many `requests per second`, answering 429 with Retry-After beyond (0: no limit)")
 	fs.IntVar(&o.rateBurst, "rate-burst", 0, "burst `size` of --rate-limit (0: one second's worth)")
 	fs.DurationVar(&o.retryAfter, "retry-after", time.Second, "Retry-After of injected 429 and 503 answers")
@@ -225,8 +225,10 @@ func (o *ehrOptions) check() []string {
 		o.parsedLoseMode = fhirtest.LoseDrop
 	case "503":
 		o.parsedLoseMode = fhirtest.Lose503
+	case "hang":
+		o.parsedLoseMode = fhirtest.LoseHang
 	default:
-		problems = append(problems, fmt.Sprintf("--lose-mode must be drop or 503, got %q", o.loseMode))
+		problems = append(problems, fmt.Sprintf("--lose-mode must be drop, 503 or hang, got %q", o.loseMode))
 	}
 	if o.latency != "" {
 		lo, hi, ok := strings.Cut(o.latency, "-")
