@@ -761,7 +761,8 @@ const faultsClinicPatients = 20
 // once with 30% of requests answered 429 or 503 with Retry-After: 1
 // (SetFailureRate(0.3, 429, 503), SetRetryAfter(1s)) and 5% of write
 // responses lost after the write was committed (SetLoseRate(0.05,
-// LoseDrop): the connection closes). Default config otherwise.
+// LoseDrop): the connection closes; and, on the small clinic, LoseHang:
+// no answer ever comes). Default config otherwise.
 //
 // Bar (issue #9, DESIGN.md section 6): faulty/clean, the faulty sync's
 // time over the clean one's, at most 3; every record synced, the EHR
@@ -775,17 +776,23 @@ func BenchmarkDeliveryFaults(b *testing.B) {
 	for _, bc := range []struct {
 		strategy string
 		patients int
+		lose     fhirtest.LoseMode
 	}{
-		{"conditional-update", faultsClinicPatients},
-		{"transaction", faultsClinicPatients},
+		{"conditional-update", faultsClinicPatients, fhirtest.LoseDrop},
+		{"transaction", faultsClinicPatients, fhirtest.LoseDrop},
 		// A clean transaction sync of the small clinic takes about a
 		// second, about the Retry-After of a single fault: a larger
 		// clinic shows the ratio of a backfill.
-		{"conditional-update", 5 * faultsClinicPatients},
-		{"transaction", 5 * faultsClinicPatients},
+		{"conditional-update", 5 * faultsClinicPatients, fhirtest.LoseDrop},
+		{"transaction", 5 * faultsClinicPatients, fhirtest.LoseDrop},
+		// Answers that never come, as a proxy that swallows them: each
+		// costs ehr.answer_timeout_min (1s) once answers are timed,
+		// not ehr.timeout (30s).
+		{"conditional-update", faultsClinicPatients, fhirtest.LoseHang},
+		{"transaction", faultsClinicPatients, fhirtest.LoseHang},
 	} {
 		strategy := bc.strategy
-		b.Run(fmt.Sprintf("strategy=%s/patients=%d", strategy, bc.patients), func(b *testing.B) {
+		b.Run(fmt.Sprintf("strategy=%s/patients=%d/lose=%s", strategy, bc.patients, bc.lose), func(b *testing.B) {
 			b.StopTimer()
 			recs := benchFullClinic(b, bc.patients)
 			want := len(mapAll(b, recs))
@@ -800,7 +807,7 @@ func BenchmarkDeliveryFaults(b *testing.B) {
 				d.srv.SetLatency(benchLatency, benchLatency)
 				d.srv.SetRetryAfter(time.Second)
 				d.srv.SetFailureRate(0.3, http.StatusTooManyRequests, http.StatusServiceUnavailable)
-				d.srv.SetLoseRate(0.05, fhirtest.LoseDrop)
+				d.srv.SetLoseRate(0.05, bc.lose)
 				d.timeline = time.Second
 				if strategy != "transaction" {
 					// A Bundle's request names no resource: no history.

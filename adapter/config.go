@@ -56,6 +56,12 @@ type EHRConfig struct {
 	BaseURL string `yaml:"base_url"`
 	// Timeout bounds one HTTP attempt. Defaults to 30s.
 	Timeout Duration `yaml:"timeout"`
+	// AnswerTimeoutMin: an attempt whose answer takes much longer than
+	// answers to the same kind of request usually do (their mean plus
+	// four deviations) is taken for lost and tried again, each time
+	// waiting twice as long, up to Timeout; this is the least it waits.
+	// 0 turns it off: every attempt waits up to Timeout. Defaults to 1s.
+	AnswerTimeoutMin Duration `yaml:"answer_timeout_min"`
 	// RetryMax is how many times a request is tried again in memory (in
 	// the pipeline's delayed set, holding no worker) since the record's
 	// last request that went through, before the record goes back to the
@@ -271,12 +277,13 @@ func DefaultConfig() *Config {
 		Store:    "sqlite:ketamine-fhir.db",
 		Postgres: PostgresConfig{PoolSize: 8, Heartbeat: Duration(5 * time.Second)},
 		EHR: EHRConfig{
-			BaseURL:      "http://127.0.0.1:8090/fhir/R4",
-			Timeout:      Duration(30 * time.Second),
-			RetryMax:     8,
-			RetryWaitMin: Duration(250 * time.Millisecond),
-			RetryWaitMax: Duration(30 * time.Second),
-			Auth:         AuthConfig{Mode: "none"},
+			BaseURL:          "http://127.0.0.1:8090/fhir/R4",
+			Timeout:          Duration(30 * time.Second),
+			AnswerTimeoutMin: Duration(time.Second),
+			RetryMax:         8,
+			RetryWaitMin:     Duration(250 * time.Millisecond),
+			RetryWaitMax:     Duration(30 * time.Second),
+			Auth:             AuthConfig{Mode: "none"},
 			// As configs/default.yaml writes it.
 			WriteStrategy:     map[string]string{"default": "conditional-update"},
 			TransactionSize:   50,
@@ -520,6 +527,9 @@ func (c *Config) Validate() error {
 	}
 	if c.EHR.Timeout <= 0 {
 		add("ehr.timeout: must be positive")
+	}
+	if c.EHR.AnswerTimeoutMin < 0 {
+		add("ehr.answer_timeout_min: must not be negative (0 turns it off)")
 	}
 	if c.EHR.RetryMax < 0 {
 		add("ehr.retry_max: must not be negative")

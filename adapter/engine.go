@@ -117,8 +117,9 @@ func New(cfg *Config, st store.Store, opts Options) (*Engine, error) {
 		key = []byte(cfg.EHR.Auth.PrivateKey)
 	}
 	e.client, err = ehr.New(ehr.Config{
-		BaseURL: cfg.EHR.BaseURL,
-		Timeout: cfg.EHR.Timeout.D(),
+		BaseURL:          cfg.EHR.BaseURL,
+		Timeout:          cfg.EHR.Timeout.D(),
+		AnswerTimeoutMin: answerTimeoutMin(cfg.EHR.AnswerTimeoutMin.D()),
 		// The pipeline retries, holding no worker while it waits: no
 		// short retries inside a request.
 		RetryMax:            -1,
@@ -551,4 +552,13 @@ func (e *Engine) Rejected(re *mapping.RecordError) {
 	}
 	e.metrics.Received(kind)
 	e.metrics.Rejected(kind, "invalid_record")
+}
+
+// answerTimeoutMin is ehr.answer_timeout_min as ehr.Config takes it: 0
+// (off) is negative there, where 0 means the default.
+func answerTimeoutMin(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

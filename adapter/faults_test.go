@@ -21,13 +21,14 @@ import (
 // faulty EHR: 30% of requests answered 429 or 503, 5% of connections
 // dropped before processing and 5% of writes committed but their answer
 // lost. Every record ends synced, every identifier is held exactly once,
-// under every write strategy and both ways of losing an answer.
+// under every write strategy and every way of losing an answer (the
+// connection closed, a 503, no answer at all).
 func TestSyncUnderFaults(t *testing.T) {
 	t.Parallel()
 	recs := clinic(t, 3, 2)
 	want := expectedResources(t, adapter.DefaultConfig(), recs)
 	for _, strategy := range []string{"conditional-update", "conditional-create", "transaction"} {
-		for _, mode := range []fhirtest.LoseMode{fhirtest.LoseDrop, fhirtest.Lose503} {
+		for _, mode := range []fhirtest.LoseMode{fhirtest.LoseDrop, fhirtest.Lose503, fhirtest.LoseHang} {
 			t.Run(fmt.Sprintf("%s/lose-%s", strategy, mode), func(t *testing.T) {
 				t.Parallel()
 				h := syncSetup(t, func(c *adapter.Config) {
@@ -38,6 +39,10 @@ func TestSyncUnderFaults(t *testing.T) {
 					c.EHR.RetryWaitMax = adapter.Duration(20 * time.Millisecond)
 					c.Sync.RetryMin = adapter.Duration(5 * time.Millisecond)
 					c.Sync.RetryBackoffMax = adapter.Duration(100 * time.Millisecond)
+					// An answer that never comes (LoseHang) is taken for
+					// lost after 20ms once answers are timed, not after
+					// ehr.timeout.
+					c.EHR.AnswerTimeoutMin = adapter.Duration(20 * time.Millisecond)
 				}, fhirtest.WithSeed(42))
 				h.ehr.SetFailureRate(0.3, http.StatusTooManyRequests, http.StatusServiceUnavailable)
 				h.ehr.SetDropRate(0.05)
@@ -61,10 +66,11 @@ func TestSyncUnderFaults(t *testing.T) {
 				for _, r := range h.ehr.Requests() {
 					faults[r.Fault]++
 				}
-				lost := fhirtest.FaultLoseDrop
-				if mode == fhirtest.Lose503 {
-					lost = fhirtest.FaultLose503
-				}
+				lost := map[fhirtest.LoseMode]fhirtest.Fault{
+					fhirtest.LoseDrop: fhirtest.FaultLoseDrop,
+					fhirtest.Lose503:  fhirtest.FaultLose503,
+					fhirtest.LoseHang: fhirtest.FaultLoseHang,
+				}[mode]
 				for _, f := range []fhirtest.Fault{fhirtest.FaultStatus, fhirtest.FaultDrop, lost} {
 					if faults[f] == 0 {
 						t.Errorf("no request had fault %q: %v", f, faults)

@@ -33,6 +33,15 @@ type Config struct {
 	// Timeout bounds one HTTP attempt, reading the response body
 	// included. Defaults to 30s.
 	Timeout time.Duration
+	// AnswerTimeoutMin is the least an attempt waits for its answer once
+	// answers to its kind of request (method and resource type) have been
+	// timed: an attempt whose answer takes longer than they usually do
+	// (their mean plus four deviations, RFC 6298's retransmission
+	// timeout), doubled for each attempt of that kind taken for lost
+	// since the last answer, is abandoned and retried as a timeout (see
+	// answer.go). Defaults to 1s; a negative value turns this off, and
+	// every attempt waits up to Timeout.
+	AnswerTimeoutMin time.Duration
 	// RetryMax is how many times one request is retried after a transient
 	// failure, inside one Do. Defaults to 3; a negative value disables
 	// short retries.
@@ -176,12 +185,14 @@ type Client struct {
 
 // Defaults of Config.
 const (
-	DefaultTimeout        = 30 * time.Second
-	DefaultRetryMax       = 3
-	DefaultRetryWaitMin   = 500 * time.Millisecond
-	DefaultRetryWaitMax   = 30 * time.Second
-	DefaultMaxSearchPages = 100
-	DefaultUserAgent      = "ketamine-fhir"
+	DefaultTimeout = 30 * time.Second
+	// DefaultAnswerTimeoutMin is Config.AnswerTimeoutMin's default.
+	DefaultAnswerTimeoutMin = time.Second
+	DefaultRetryMax         = 3
+	DefaultRetryWaitMin     = 500 * time.Millisecond
+	DefaultRetryWaitMax     = 30 * time.Second
+	DefaultMaxSearchPages   = 100
+	DefaultUserAgent        = "ketamine-fhir"
 )
 
 // maxResponseBytes bounds a response body read into memory.
@@ -246,6 +257,10 @@ func New(cfg Config) (*Client, error) {
 	}
 	c.pingTimeout = min(5*time.Second, timeout)
 	c.timeout = timeout
+	answerMin := cfg.AnswerTimeoutMin
+	if answerMin == 0 {
+		answerMin = DefaultAnswerTimeoutMin
+	}
 
 	var hc http.Client
 	if cfg.HTTPClient != nil {
@@ -267,6 +282,9 @@ func New(cfg Config) (*Client, error) {
 	// after the waits above it; the pacer sets the rate; the slots bound
 	// the requests in flight.
 	var rt http.RoundTripper = c.transport
+	if answerMin > 0 && answerMin < timeout {
+		rt = answerTransport{rt: rt, times: newAnswerTimes(answerMin, timeout), now: c.now}
+	}
 	if cfg.Auth.Mode == AuthClientSecret || cfg.Auth.Mode == AuthSMARTBackend {
 		rt = freshTokenTransport{rt}
 	}
@@ -773,6 +791,10 @@ func (c *Client) send(ctx context.Context, s sendSpec) (*rawResponse, error) {
 	if len(s.body) > 0 {
 		body = s.body
 	}
+	if s.report {
+		// A request to the FHIR API: its answers are timed by kind.
+		ctx = context.WithValue(ctx, answerKindKey{}, s.method+" "+s.label)
+	}
 	req, err := retryablehttp.NewRequestWithContext(ctx, s.method, "", body)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s %s", ErrInvalidRequest, s.method, s.logPath)
@@ -948,6 +970,8 @@ func transportReason(err error) (reason string, retry bool) {
 		return "tls", false
 	case errors.Is(err, errTooManyRedirects):
 		return "redirect", false
+	case errors.As(err, new(*lostAnswerError)):
+		return "answer_timeout", true
 	case errors.As(err, &derr):
 		if derr.IsTimeout {
 			return "timeout", true

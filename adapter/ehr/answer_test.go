@@ -1,0 +1,145 @@
+package ehr
+
+import (
+	"net/http"
+	"reflect"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestAnswerTimesWait(t *testing.T) {
+	const minWait, maxWait = 10 * time.Millisecond, 30 * time.Second
+	a := newAnswerTimes(minWait, maxWait)
+	const put, bundle = "PUT Observation", "POST Bundle"
+
+	// Nothing timed: four times the least wait (RFC 6298 starts at 1s).
+	if got := a.wait(put); got != unknownKindFactor*minWait {
+		t.Errorf("no answers timed: wait %v, want %v", got, unknownKindFactor*minWait)
+	}
+
+	// Eight answers of 50ms: the mean plus four deviations, the
+	// deviation decaying from 25ms by 3/4 an answer.
+	for range answerSamples {
+		a.answered(put, 50*time.Millisecond)
+	}
+	want := 50*time.Millisecond + 4*(25*time.Millisecond*2187/16384) // 25ms x (3/4)^7
+	if got := a.wait(put); got < want-time.Millisecond || got > want+time.Millisecond {
+		t.Errorf("after 8 answers of 50ms: wait %v, want about %v", got, want)
+	}
+
+	// A kind with too few answers waits four times what every kind
+	// together says.
+	pooled := a.wait(put)
+	if got := a.wait(bundle); got != unknownKindFactor*pooled {
+		t.Errorf("a kind never timed: wait %v, want %d x %v", got, unknownKindFactor, pooled)
+	}
+
+	// Each attempt taken for lost doubles the wait; an answer resets it.
+	base := a.wait(put)
+	a.lost(put)
+	if got := a.wait(put); got != 2*base {
+		t.Errorf("after one lost: wait %v, want %v", got, 2*base)
+	}
+	a.lost(put)
+	if got := a.wait(put); got != 4*base {
+		t.Errorf("after two lost: wait %v, want %v", got, 4*base)
+	}
+	for range 40 {
+		a.lost(put)
+	}
+	if got := a.wait(put); got != maxWait {
+		t.Errorf("after many lost: wait %v, want the Timeout %v", got, maxWait)
+	}
+	a.answered(put, 50*time.Millisecond)
+	if got := a.wait(put); got > 2*base {
+		t.Errorf("after an answer: wait %v, want back near %v", got, base)
+	}
+
+	// Slow answers raise the wait: the EHR slowing down is not loss.
+	for range 20 {
+		a.answered(put, 2*time.Second)
+	}
+	if got := a.wait(put); got < 2*time.Second {
+		t.Errorf("after answers of 2s: wait %v, want at least 2s", got)
+	}
+
+	// The least wait holds however fast the answers.
+	b := newAnswerTimes(time.Second, maxWait)
+	for range answerSamples {
+		b.answered(put, time.Millisecond)
+	}
+	if got := b.wait(put); got != time.Second {
+		t.Errorf("answers of 1ms with a least wait of 1s: wait %v", got)
+	}
+}
+
+// TestClientAbandonsLostAnswer: an EHR that keeps one request and never
+// answers it. Once answers of that kind are timed, the attempt is taken
+// for lost long before Timeout and tried again, as a timeout.
+func TestClientAbandonsLostAnswer(t *testing.T) {
+	t.Parallel()
+	var held atomic.Int32
+	e := setup(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		if n == answerSamples+1 {
+			held.Add(1)
+			<-r.Context().Done() // the client gave up
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}, func(c *Config) {
+		c.Timeout = time.Minute // the test would stall, then fail, without the wait
+		c.AnswerTimeoutMin = 20 * time.Millisecond
+	})
+	req := Request{Method: http.MethodPut, Path: "Observation?identifier=x", ResourceType: "Observation",
+		Body: []byte(`{"resourceType":"Observation"}`)}
+	for i := range answerSamples + 1 {
+		if _, err := e.c.Do(ctxT(t), req); err != nil {
+			t.Fatalf("request %d: %v", i+1, err)
+		}
+	}
+	if held.Load() != 1 {
+		t.Fatalf("the EHR held %d requests, want 1", held.Load())
+	}
+	reqs := e.ehr.requests()
+	if len(reqs) != answerSamples+2 {
+		t.Errorf("%d requests reached the EHR, want %d: the held one tried again once", len(reqs), answerSamples+2)
+	}
+	_, retries, _ := e.hooks.snapshot()
+	if want := []string{"answer_timeout"}; !reflect.DeepEqual(retries, want) {
+		t.Errorf("OnRetry = %q, want %q", retries, want)
+	}
+}
+
+// TestClientAnswerTimeoutOff: with a negative AnswerTimeoutMin an attempt
+// waits for its answer up to Timeout, however quick the answers before;
+// the same late answer with a least wait of 20ms is taken for lost.
+func TestClientAnswerTimeoutOff(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		min     time.Duration
+		retries []string
+	}{
+		{-1, nil},
+		{20 * time.Millisecond, []string{"answer_timeout"}},
+	} {
+		e := setup(t, func(w http.ResponseWriter, r *http.Request, n int) {
+			if n == answerSamples+1 {
+				time.Sleep(300 * time.Millisecond) // far beyond what the others took
+			}
+			w.WriteHeader(http.StatusOK)
+		}, func(c *Config) {
+			c.AnswerTimeoutMin = tc.min
+		})
+		req := Request{Method: http.MethodPut, Path: "Observation?identifier=x", ResourceType: "Observation",
+			Body: []byte(`{"resourceType":"Observation"}`)}
+		for i := range answerSamples + 1 {
+			if _, err := e.c.Do(ctxT(t), req); err != nil {
+				t.Fatalf("AnswerTimeoutMin %v: request %d: %v", tc.min, i+1, err)
+			}
+		}
+		if _, retries, _ := e.hooks.snapshot(); !reflect.DeepEqual(retries, tc.retries) {
+			t.Errorf("AnswerTimeoutMin %v: OnRetry = %q, want %q", tc.min, retries, tc.retries)
+		}
+	}
+}
