@@ -86,6 +86,10 @@ type PacerConfig struct {
 //     explains those that ended slow start. Scattered faults therefore
 //     never stall delivery. The level then follows lower shares down but
 //     never rises otherwise: a share that rises with the rate is a limit.
+//     Nine in ten answers refused in both windows is no noise but an
+//     outage: the rate stays low (MinRate when nothing succeeds) and
+//     doubles every window back to where it was once answers succeed
+//     again.
 //   - Per Window without 429/503 beyond the noise, while the rate was
 //     what limited the requests (they used 80% of it), it increases by a
 //     fixed step (2% of the rate set at the last decrease, at least half
@@ -137,6 +141,7 @@ type Pacer struct {
 	slowT      int        // throttled answers in slow start
 	slowN      int        // of that many answers
 	ceiling    rate.Limit // successes per second of the window that last decreased the rate, when most answers were successes (0: none)
+	resumeTo   rate.Limit // the rate before an outage: increases double back to it
 	afterSlow  bool       // the current window is the first after slow start ended on a limit
 	bicMax     rate.Limit // half the rate that ended slow start, or the rate sent at before the first decrease from an unlimited rate: increases climb back to it faster
 	shared     share      // this instance's share of the rate (pacer_share.go)
@@ -335,7 +340,24 @@ func (p *Pacer) roll(now time.Time) {
 	wasProbing := p.probing
 	p.probing = false
 	over := p.beyondNoise(throttled, answers)
+	// Nine in ten answers refused, before slowing down and after: the
+	// EHR is down (maintenance answering 503 with a short Retry-After
+	// or none), not making random faults. Taken for noise, a level of
+	// 1 would let every request through at the old rate all through
+	// the outage, and hide any rate limit for long after it.
+	down := wasProbing && 10*throttled >= 9*answers && 10*p.probeT >= 9*p.probeN
 	switch {
+	case down:
+		// Stay as slow as the answers say (MinRate when none
+		// succeeds), and double back to the old rate once they
+		// succeed.
+		from := p.probeFrom
+		if p.chainN > 0 {
+			from = p.chainFrom
+		}
+		okRate := rate.Limit(float64(succeeded) / elapsed.Seconds())
+		p.decrease(now, max(rate.Limit(p.cfg.MinRate), min(limit, okRate)*rate.Limit(p.cfg.Decrease)), throttled, answers)
+		p.resumeTo, p.ceiling = from, 0
 	case wasProbing && throttled > 0 && sameShare(p.probeT, p.probeN, throttled, answers):
 		// Slowing down did not change the share: random faults, not a
 		// rate limit. Undo, and learn the level from both windows.
@@ -395,6 +417,11 @@ func (p *Pacer) roll(now time.Time) {
 			if p.ceiling > 0 && limit >= p.ceiling*ceilingNear {
 				next = limit + p.step/4
 			}
+			if p.resumeTo > limit {
+				// Back from an outage: double per window to the
+				// rate before it.
+				next = max(next, min(2*limit, p.resumeTo))
+			}
 			if p.bicMax > limit {
 				// Climbing back after slow start or the first
 				// decrease from an unlimited rate: halve the way to
@@ -441,7 +468,7 @@ func (p *Pacer) decrease(now time.Time, next rate.Limit, throttled, answers int)
 		return
 	}
 	p.probing, p.probeFrom, p.probeT, p.probeN = true, limit, throttled, answers
-	p.bicMax = 0
+	p.bicMax, p.resumeTo = 0, 0
 	if p.chainN == 0 {
 		p.chainFrom, p.chainT, p.chainN = limit, throttled, answers
 	}

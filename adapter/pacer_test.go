@@ -433,6 +433,50 @@ func dropsBelowLimit(t *testing.T, burst int, maxShare float64) {
 	})
 }
 
+// TestPacerOutageIsNotNoise: an EHR that answers every request 503 for
+// 20s (maintenance with a short Retry-After, or none) is down, not making
+// random faults: the pacer must not take the share of 1 for a noise level
+// and send at the old rate all through the outage, and must be back near
+// the old rate within a minute once the EHR answers again.
+func TestPacerOutageIsNotNoise(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const maxRate = 100
+		p := NewPacer(PacerConfig{MaxRate: maxRate, Now: time.Now})
+		l := newRateLog(t, p)
+		l.run(always(http.StatusOK), forTime(3*time.Second))
+
+		outage := time.Since(l.start)
+		sent := 0
+		l.run(func() int {
+			if time.Since(l.start) > outage+10*time.Second {
+				sent++ // the second half of the outage
+			}
+			return http.StatusServiceUnavailable
+		}, forTime(outage+20*time.Second))
+		if r := l.rate(); r > maxRate/10 {
+			t.Errorf("rate %v/s at the end of a 20s outage, want at most a tenth of %v/s: %+v", r, maxRate, l.changes)
+		}
+		if sent > 10*10 {
+			t.Errorf("%d requests in the outage's last 10s, want at most 10/s", sent)
+		}
+		p.mu.Lock()
+		noise := p.noise
+		p.mu.Unlock()
+		if noise > 0.5 {
+			t.Errorf("noise level %v after the outage, want the outage not taken for noise", noise)
+		}
+
+		back := time.Since(l.start)
+		l.run(always(http.StatusOK), func() bool {
+			return l.rate() >= 0.9*maxRate || time.Since(l.start) > back+time.Minute
+		})
+		if r := l.rate(); r < 0.9*maxRate {
+			t.Errorf("rate %v/s a minute after the outage, want back to at least 0.9 x %v/s: %+v", r, maxRate, l.changes)
+		}
+		t.Logf("rate at the end of the outage: low; back to %.0f/s %v after it", l.rate(), time.Since(l.start)-back)
+	})
+}
+
 // rateLog drives a pacer from one goroutine, Wait then Done at once, and
 // records every rate change.
 type rateLog struct {
