@@ -89,7 +89,10 @@ func TestClientAbandonsLostAnswer(t *testing.T) {
 		w.WriteHeader(http.StatusOK)
 	}, func(c *Config) {
 		c.Timeout = time.Minute // the test would stall, then fail, without the wait
-		c.AnswerTimeoutMin = 20 * time.Millisecond
+		// Far above the fake EHR's answers (a millisecond or so, tens
+		// under the race detector on a busy machine), so that only
+		// the held request is taken for lost.
+		c.AnswerTimeoutMin = 200 * time.Millisecond
 	})
 	req := Request{Method: http.MethodPut, Path: "Observation?identifier=x", ResourceType: "Observation",
 		Body: []byte(`{"resourceType":"Observation"}`)}
@@ -113,7 +116,7 @@ func TestClientAbandonsLostAnswer(t *testing.T) {
 
 // TestClientAnswerTimeoutOff: with a negative AnswerTimeoutMin an attempt
 // waits for its answer up to Timeout, however quick the answers before;
-// the same late answer with a least wait of 20ms is taken for lost.
+// the same late answer with a least wait of 200ms is taken for lost.
 func TestClientAnswerTimeoutOff(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -121,11 +124,11 @@ func TestClientAnswerTimeoutOff(t *testing.T) {
 		retries []string
 	}{
 		{-1, nil},
-		{20 * time.Millisecond, []string{"answer_timeout"}},
+		{200 * time.Millisecond, []string{"answer_timeout"}},
 	} {
 		e := setup(t, func(w http.ResponseWriter, r *http.Request, n int) {
 			if n == answerSamples+1 {
-				time.Sleep(300 * time.Millisecond) // far beyond what the others took
+				time.Sleep(time.Second) // far beyond what the others took
 			}
 			w.WriteHeader(http.StatusOK)
 		}, func(c *Config) {
