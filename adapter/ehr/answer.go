@@ -26,7 +26,8 @@ import (
 
 // answerSamples is how many answers of a kind are timed before their
 // times alone bound its attempts: until then an attempt waits
-// unknownKindFactor times what the answers of every kind together say.
+// unknownKindFactor times what the answers of every kind together say
+// (coldFactor times the least wait while none is timed).
 const answerSamples = 8
 
 // maxAnswerDoublings bounds the doublings of a kind's wait.
@@ -65,6 +66,9 @@ const anyKind = ""
 // should not cost the whole Timeout.
 const unknownKindFactor = 4
 
+// coldFactor multiplies the least wait while no answer has been timed.
+const coldFactor = 10
+
 // wait returns how long an attempt of kind waits for its answer.
 func (a *answerTimes) wait(kind string) time.Duration {
 	a.mu.Lock()
@@ -73,11 +77,14 @@ func (a *answerTimes) wait(kind string) time.Duration {
 	if k == nil || k.samples < answerSamples {
 		k, factor = a.kinds[anyKind], unknownKindFactor
 	}
-	d := a.min
+	var d time.Duration
 	switch {
-	case k == nil:
-		// Nothing timed yet (RFC 6298 2.1 starts from 1s too).
-		d *= factor
+	case k == nil || k.samples == 0:
+		// Nothing timed yet. An EHR's first answers can be slow (cold
+		// caches, a JIT warming up, a validator loading its
+		// definitions): 10s at the default least wait, where RFC
+		// 6298 2.1 starts TCP from 1s.
+		d = coldFactor * a.min
 	case k.samples < answerSamples:
 		d = factor * max(a.min, k.srtt+4*k.rttvar, 2*k.srtt)
 	default:
