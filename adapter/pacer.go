@@ -346,6 +346,10 @@ func (p *Pacer) roll(now time.Time) {
 	// 1 would let every request through at the old rate all through
 	// the outage, and hide any rate limit for long after it.
 	down := wasProbing && 10*throttled >= 9*answers && 10*p.probeT >= 9*p.probeN
+	// A decrease goes to Decrease times the successes per second, at
+	// most Decrease times the rate, at least MinRate.
+	okRate := rate.Limit(float64(succeeded) / elapsed.Seconds())
+	lower := max(rate.Limit(p.cfg.MinRate), min(limit, okRate)*rate.Limit(p.cfg.Decrease))
 	switch {
 	case down:
 		// Stay as slow as the answers say (MinRate when none
@@ -355,8 +359,7 @@ func (p *Pacer) roll(now time.Time) {
 		if p.chainN > 0 {
 			from = p.chainFrom
 		}
-		okRate := rate.Limit(float64(succeeded) / elapsed.Seconds())
-		p.decrease(now, max(rate.Limit(p.cfg.MinRate), min(limit, okRate)*rate.Limit(p.cfg.Decrease)), throttled, answers)
+		p.decrease(now, lower, throttled, answers)
 		p.resumeTo, p.ceiling = from, 0
 	case wasProbing && throttled > 0 && sameShare(p.probeT, p.probeN, throttled, answers):
 		// Slowing down did not change the share: random faults, not a
@@ -375,8 +378,7 @@ func (p *Pacer) roll(now time.Time) {
 			p.skip = p.inFlight
 		}
 	case over:
-		okRate := rate.Limit(float64(succeeded) / elapsed.Seconds())
-		next := max(rate.Limit(p.cfg.MinRate), min(limit, okRate)*rate.Limit(p.cfg.Decrease))
+		next := lower
 		if early && limit != rate.Inf {
 			// The few successes of a window cut short are a rough
 			// count: a quarter of the rate at most.
