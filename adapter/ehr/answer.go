@@ -70,14 +70,16 @@ const unknownKindFactor = 4
 const coldFactor = 10
 
 // wait returns how long an attempt of kind waits for its answer.
-func (a *answerTimes) wait(kind string) time.Duration {
+// provisional is true while the kind has too few answers timed for its
+// own times to say: the wait then rests on other kinds' answers, or on
+// none, and shrinks as answers come in.
+func (a *answerTimes) wait(kind string) (d time.Duration, provisional bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	k, factor := a.kinds[kind], time.Duration(1)
 	if k == nil || k.samples < answerSamples {
-		k, factor = a.kinds[anyKind], unknownKindFactor
+		k, factor, provisional = a.kinds[anyKind], unknownKindFactor, true
 	}
-	var d time.Duration
 	switch {
 	case k == nil || k.samples == 0:
 		// Nothing timed yet. An EHR's first answers can be slow (cold
@@ -100,7 +102,7 @@ func (a *answerTimes) wait(kind string) time.Duration {
 		}
 		d *= 2
 	}
-	return min(d, a.max)
+	return min(d, a.max), provisional
 }
 
 // answered records the time an attempt of kind took to its answer's
@@ -159,10 +161,24 @@ type answerKindKey struct{}
 // than its kind's wait, with an error that is a timeout (retried as one).
 // It sits next to the wire, under the slots and the pacer, so the wait
 // counts from the moment the request is sent.
+//
+// A provisional wait is looked at again every least wait while the
+// attempt is out: an attempt sent before any answer was timed would
+// otherwise wait ten times the least wait however fast the answers that
+// came meanwhile, and under lost answers the first requests of a sync
+// are as likely to be lost as any (BENCHMARKS.md section 6.6).
 type answerTransport struct {
 	rt    http.RoundTripper
 	times *answerTimes
 	now   func() time.Time
+}
+
+// answerWatch is one attempt's state, shared by RoundTrip and its timer.
+type answerWatch struct {
+	mu   sync.Mutex
+	done bool          // the attempt ended: the timer must not cancel it
+	lost bool          // the timer took it for lost and canceled it
+	wait time.Duration // the wait it was taken for lost after
 }
 
 func (t answerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -170,8 +186,8 @@ func (t answerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if kind == "" {
 		return t.rt.RoundTrip(r)
 	}
-	wait := t.times.wait(kind)
-	if wait >= t.times.max {
+	wait, provisional := t.times.wait(kind)
+	if wait >= t.times.max && !provisional {
 		// The client's own Timeout applies; time the answer only.
 		start := t.now()
 		resp, err := t.rt.RoundTrip(r)
@@ -181,18 +197,49 @@ func (t answerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		return resp, err
 	}
 	ctx, cancel := context.WithCancelCause(r.Context())
-	timer := time.AfterFunc(wait, func() { cancel(errAnswerLost) })
+	var w answerWatch
+	var timer *time.Timer
 	start := t.now()
+	check := func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if w.done {
+			return
+		}
+		wait, provisional := t.times.wait(kind)
+		elapsed := t.now().Sub(start)
+		switch {
+		case wait < t.times.max && elapsed >= wait:
+			w.lost, w.wait = true, wait
+			cancel(errAnswerLost)
+		case provisional:
+			timer.Reset(min(max(wait-elapsed, 0), t.times.min))
+		case wait < t.times.max:
+			timer.Reset(wait - elapsed)
+		}
+		// Else the client's own Timeout applies.
+	}
+	first := wait
+	if provisional {
+		first = min(wait, t.times.min)
+	}
+	w.mu.Lock() // check must not run before timer is set
+	timer = time.AfterFunc(first, check)
+	w.mu.Unlock()
 	resp, err := t.rt.RoundTrip(r.WithContext(ctx))
-	if !timer.Stop() {
-		// Taken for lost, even if the headers came just as it fired:
-		// the body would be cut off by the canceled context.
+	w.mu.Lock()
+	w.done = true
+	lost, lostWait := w.lost, w.wait
+	w.mu.Unlock()
+	timer.Stop()
+	if lost {
+		// Taken for lost, even if the headers came just as it was: the
+		// body would be cut off by the canceled context.
 		if err == nil {
 			resp.Body.Close()
 		}
-		cancel(errAnswerLost)
 		t.times.lost(kind)
-		return nil, &lostAnswerError{wait: wait}
+		return nil, &lostAnswerError{wait: lostWait}
 	}
 	if err != nil {
 		cancel(nil)

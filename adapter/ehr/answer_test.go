@@ -1,6 +1,8 @@
 package ehr
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"reflect"
 	"sync/atomic"
@@ -14,8 +16,11 @@ func TestAnswerTimesWait(t *testing.T) {
 	const put, bundle = "PUT Observation", "POST Bundle"
 
 	// Nothing timed: ten times the least wait (a cold EHR's first
-	// answers can be slow).
-	if got := a.wait(put); got != coldFactor*minWait {
+	// answers can be slow), provisionally.
+	if _, provisional := a.wait(put); !provisional {
+		t.Error("no answers timed: the wait is not provisional")
+	}
+	if got := waitOf(a, put); got != coldFactor*minWait {
 		t.Errorf("no answers timed: wait %v, want %v", got, coldFactor*minWait)
 	}
 
@@ -25,35 +30,42 @@ func TestAnswerTimesWait(t *testing.T) {
 		a.answered(put, 50*time.Millisecond)
 	}
 	want := 50*time.Millisecond + 4*(25*time.Millisecond*2187/16384) // 25ms x (3/4)^7
-	if got := a.wait(put); got < want-time.Millisecond || got > want+time.Millisecond {
+	if got := waitOf(a, put); got < want-time.Millisecond || got > want+time.Millisecond {
 		t.Errorf("after 8 answers of 50ms: wait %v, want about %v", got, want)
 	}
 
+	if _, provisional := a.wait(put); provisional {
+		t.Error("after 8 answers: the wait is still provisional")
+	}
+
 	// A kind with too few answers waits four times what every kind
-	// together says.
-	pooled := a.wait(put)
-	if got := a.wait(bundle); got != unknownKindFactor*pooled {
+	// together says, provisionally.
+	if _, provisional := a.wait(bundle); !provisional {
+		t.Error("a kind never timed: the wait is not provisional")
+	}
+	pooled := waitOf(a, put)
+	if got := waitOf(a, bundle); got != unknownKindFactor*pooled {
 		t.Errorf("a kind never timed: wait %v, want %d x %v", got, unknownKindFactor, pooled)
 	}
 
 	// Each attempt taken for lost doubles the wait; an answer resets it.
-	base := a.wait(put)
+	base := waitOf(a, put)
 	a.lost(put)
-	if got := a.wait(put); got != 2*base {
+	if got := waitOf(a, put); got != 2*base {
 		t.Errorf("after one lost: wait %v, want %v", got, 2*base)
 	}
 	a.lost(put)
-	if got := a.wait(put); got != 4*base {
+	if got := waitOf(a, put); got != 4*base {
 		t.Errorf("after two lost: wait %v, want %v", got, 4*base)
 	}
 	for range 40 {
 		a.lost(put)
 	}
-	if got := a.wait(put); got != maxWait {
+	if got := waitOf(a, put); got != maxWait {
 		t.Errorf("after many lost: wait %v, want the Timeout %v", got, maxWait)
 	}
 	a.answered(put, 50*time.Millisecond)
-	if got := a.wait(put); got > 2*base {
+	if got := waitOf(a, put); got > 2*base {
 		t.Errorf("after an answer: wait %v, want back near %v", got, base)
 	}
 
@@ -61,7 +73,7 @@ func TestAnswerTimesWait(t *testing.T) {
 	for range 20 {
 		a.answered(put, 2*time.Second)
 	}
-	if got := a.wait(put); got < 2*time.Second {
+	if got := waitOf(a, put); got < 2*time.Second {
 		t.Errorf("after answers of 2s: wait %v, want at least 2s", got)
 	}
 
@@ -70,9 +82,15 @@ func TestAnswerTimesWait(t *testing.T) {
 	for range answerSamples {
 		b.answered(put, time.Millisecond)
 	}
-	if got := b.wait(put); got != time.Second {
+	if got := waitOf(b, put); got != time.Second {
 		t.Errorf("answers of 1ms with a least wait of 1s: wait %v", got)
 	}
+}
+
+// waitOf is a.wait(kind) without its provisional flag.
+func waitOf(a *answerTimes, kind string) time.Duration {
+	d, _ := a.wait(kind)
+	return d
 }
 
 // TestClientAbandonsLostAnswer: an EHR that keeps one request and never
@@ -147,3 +165,53 @@ func TestClientAnswerTimeoutOff(t *testing.T) {
 		}
 	}
 }
+
+// TestAnswerColdWaitShrinks: an attempt sent before any answer was timed
+// waits ten times the least wait only while nothing is timed. When other
+// answers are timed meanwhile, it is looked at again and taken for lost
+// after the wait those answers give (four times theirs, as for a kind
+// with too few answers), not after the cold wait.
+func TestAnswerColdWaitShrinks(t *testing.T) {
+	t.Parallel()
+	const minWait = 100 * time.Millisecond
+	times := newAnswerTimes(minWait, time.Minute)
+	held := make(chan struct{})
+	tr := answerTransport{
+		times: times,
+		now:   time.Now,
+		rt: answerRT(func(r *http.Request) (*http.Response, error) {
+			close(held)
+			<-r.Context().Done() // never answered: held until abandoned
+			return nil, context.Cause(r.Context())
+		}),
+	}
+	req, err := http.NewRequestWithContext(context.WithValue(ctxT(t), answerKindKey{}, "POST Bundle"),
+		http.MethodPost, "http://ehr.invalid/fhir", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := tr.RoundTrip(req)
+		errc <- err
+	}()
+	<-held
+	// Other requests' answers, timed while the Bundle is out.
+	for range answerSamples {
+		times.answered("PUT Observation", time.Millisecond)
+	}
+	err = <-errc
+	var lost *lostAnswerError
+	if !errors.As(err, &lost) {
+		t.Fatalf("RoundTrip error %v, want a lostAnswerError", err)
+	}
+	if want := unknownKindFactor * minWait; lost.wait != want {
+		t.Errorf("taken for lost after %v, want %v (four times the least wait), not the cold %v",
+			lost.wait, want, coldFactor*minWait)
+	}
+}
+
+// answerRT is a RoundTripper from a function.
+type answerRT func(*http.Request) (*http.Response, error)
+
+func (f answerRT) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
