@@ -56,15 +56,16 @@ type PacerConfig struct {
 //     at the first period whose successes grew by less than half and
 //     whose 429/503 are beyond the noise level or, if higher, the share
 //     of 429/503 in the periods before (counting one more, so that a
-//     first random fault is not enough): the rate drops to a quarter. A
-//     period in which the callers use less than half of the rate, or a
-//     rate of 100000/s, ends slow start too, with an unlimited rate.
-//   - Then, per Window (extended until 8 answers are in): if more answers
+//     first random fault is not enough), judged on 16 answers at least:
+//     the rate drops to a quarter. A period in which the callers use
+//     less than half of the rate, or a rate of 100000/s, ends slow start
+//     too, with an unlimited rate.
+//   - Then, per Window (extended until 16 answers are in): if more answers
 //     were 429 or 503 than the noise level explains, by 3 standard
 //     deviations (while the level is 0: any), the rate decreases once to
 //     Decrease times the rate of successful answers (at most Decrease
 //     times the rate, at least MinRate), as a probe.
-//   - A window ends early, after a tenth of a Window and 8 answers, when
+//   - A window ends early, after a tenth of a Window and 16 answers, when
 //     a quarter or more of them are 429/503 beyond the noise level: the
 //     first window after slow start ended on a limit, a window at an
 //     unlimited rate, and a probe window whose share rose beyond the one
@@ -77,7 +78,9 @@ type PacerConfig struct {
 //     quarter of the rate at least (its few successes are a rough count).
 //   - A probe window lasts until it has enough answers to expect five
 //     429/503 at the share that caused the decrease (ten windows at
-//     most). If it shows that same share (within 3 standard deviations
+//     most), or ends as soon as, after 8 answers, two or more of them
+//     and at least half that share are 429/503 (below a rate limit they
+//     stop). If it shows that same share (within 3 standard deviations
 //     either way), slowing down did not change it: the answers were
 //     random faults, not a rate limit. The share of the two windows
 //     becomes the noise level, and the decrease is undone; so are the
@@ -280,9 +283,18 @@ func (p *Pacer) Done(status int, retryAfter time.Duration) {
 	}
 }
 
-// minAnswers is how many answers a window needs before it is judged;
-// a quieter window is extended.
-const minAnswers = 8
+// minAnswers is how many answers a window needs before it is judged (a
+// quieter window is extended), and a slow-start period before it ends
+// slow start on a limit. Among 8 answers, 6 or more of a 30% share of
+// random faults come in about 1 of 50 windows: a sync with few requests
+// to send at its start took such clusters for a rate limit, and crawled
+// at a few requests per second when its requests came
+// (TestPacerRandomFaultsAfterQuietStart).
+const minAnswers = 16
+
+// minSlowAnswers is how many answers a slow-start period needs, and a
+// probe window to end early on 429/503 that go on.
+const minSlowAnswers = 8
 
 // noiseSigmas is how many standard deviations above the noise level the
 // throttled answers of a window must be to count as a rate limit: at a
@@ -309,16 +321,24 @@ func (p *Pacer) roll(now time.Time) {
 	elapsed := now.Sub(p.winStart)
 	if p.slow {
 		// A period needs enough answers to judge, and a tenth of a
-		// window unless they already show a rate limit.
-		if p.answers == 0 || p.answers < minAnswers && elapsed < p.cfg.Window {
+		// window unless they already show a rate limit; to end slow
+		// start on a limit, as many as a window (minAnswers).
+		if p.answers == 0 || p.answers < minSlowAnswers && elapsed < p.cfg.Window {
 			return
 		}
-		if _, limited := p.slowLimited(elapsed); limited || elapsed >= p.cfg.Window/10 {
+		_, limited := p.slowLimited(elapsed)
+		if limited && p.answers < minAnswers && elapsed < p.cfg.Window {
+			return
+		}
+		if limited || elapsed >= p.cfg.Window/10 {
 			p.rollSlow(now, elapsed)
 		}
 		return
 	}
-	early := elapsed < p.cfg.Window && p.limitShown(elapsed)
+	// A probe window whose 429/503 go on at the share that caused its
+	// decrease may end whenever that shows, before a full Window or
+	// before the answers a longer probe waits for.
+	early := elapsed < p.cfg.Window && p.limitShown(elapsed) || p.noiseShown(elapsed)
 	if elapsed < p.cfg.Window && !early {
 		return
 	}
@@ -460,6 +480,25 @@ func (p *Pacer) limitShown(elapsed time.Duration) bool {
 		return p.beyondNoise(p.throttled, p.answers)
 	}
 	return false
+}
+
+// noiseShown reports whether a probe window may end early (after a tenth
+// of a Window, with minSlowAnswers answers or more) because its
+// 429/503 went on at the share that caused the decrease: two or more, at
+// least half that share. Below a rate limit they stop; random faults go
+// on at any rate. The full probe, a Window and answers enough to expect
+// probeExpect 429/503, is for a share that dropped: at a low rate it
+// lasted seconds while the rows it held back piled up, once or twice in
+// every sync under random faults (TestPacerRandomFaultsAfterQuietStart,
+// BENCHMARKS.md section 6.6). p.mu is held.
+func (p *Pacer) noiseShown(elapsed time.Duration) bool {
+	if !p.probing || elapsed < p.cfg.Window/10 || p.answers < minSlowAnswers || p.throttled < 2 {
+		return false
+	}
+	if 2*p.throttled*p.probeN < p.answers*p.probeT {
+		return false
+	}
+	return sameShare(p.probeT, p.probeN, p.throttled, p.answers)
 }
 
 // decrease lowers the rate to next, if lower, as a probe (see roll).

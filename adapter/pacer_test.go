@@ -1001,3 +1001,38 @@ func TestPacerState(t *testing.T) {
 		check("after Resume")
 	})
 }
+
+// TestPacerRandomFaultsAfterQuietStart: random faults while few requests
+// go out (a sync's patients, each alone), then many (their records). The
+// first windows have few answers: a cluster of faults among them must not
+// leave the rate low when the requests come.
+func TestPacerRandomFaultsAfterQuietStart(t *testing.T) {
+	const (
+		latency = 60 * time.Millisecond
+		quiet   = 1500 * time.Millisecond
+		busy    = 5 * time.Second
+	)
+	worst := math.Inf(1)
+	for seed := uint64(1); seed <= 20; seed++ {
+		var clean, faulty simResult
+		synctest.Test(t, func(t *testing.T) {
+			p := NewPacer(PacerConfig{Now: time.Now})
+			e := newSimEHR(0, 0, 0, seed)
+			runSim(p, e, 2, latency, quiet)
+			clean = runSim(p, e, 16, latency, busy)
+		})
+		synctest.Test(t, func(t *testing.T) {
+			p := NewPacer(PacerConfig{Now: time.Now})
+			e := newSimEHR(0, 0, 0.33, seed)
+			runSim(p, e, 2, latency, quiet)
+			faulty = runSim(p, e, 16, latency, busy)
+		})
+		ratio := float64(faulty.sent) / float64(clean.sent)
+		worst = min(worst, ratio)
+		if ratio < 0.8 {
+			t.Errorf("seed %d: after a quiet start, %d requests let through with 33%% random faults against %d without: %.3f, want at least 0.8",
+				seed, faulty.sent, clean.sent, ratio)
+		}
+	}
+	t.Logf("worst of 20 seeds: %.3f of the requests let through without faults", worst)
+}
