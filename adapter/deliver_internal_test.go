@@ -1,6 +1,7 @@
 package adapter
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -75,5 +76,29 @@ func TestOrderParsedOncePerContent(t *testing.T) {
 	}
 	if _, ok := p.order(store.Record{ID: 8, Hash: "h3", Payload: []byte(`{"kind":"patient"}`)}); ok {
 		t.Error("a payload that is not an order gave an order")
+	}
+}
+
+// TestRetriedUnitsGoFirst: a unit with a row tried before (its wait over)
+// is taken from the ready queue before the units not tried yet, which
+// keep their order.
+func TestRetriedUnitsGoFirst(t *testing.T) {
+	p := &pipeline{readyCh: make(chan struct{}, 1)}
+	fresh := func(id int64) unit { return unit{items: []*item{{row: store.Record{ID: id}}}} }
+	p.enqueue(fresh(1))
+	p.enqueue(fresh(2))
+	p.enqueue(unit{items: []*item{{row: store.Record{ID: 3}}, {row: store.Record{ID: 4}, tries: 1}}, tx: true})
+	p.enqueue(fresh(5))
+	p.enqueue(unit{items: []*item{{row: store.Record{ID: 6}, tries: 2}}})
+	var got []int64
+	for range 5 {
+		u, ok := p.next()
+		if !ok {
+			t.Fatal("the queue closed")
+		}
+		got = append(got, u.items[0].row.ID)
+	}
+	if want := []int64{3, 6, 1, 2, 5}; !slices.Equal(got, want) {
+		t.Errorf("units taken in the order %v (by first row id), want %v", got, want)
 	}
 }

@@ -153,6 +153,7 @@ type pipeline struct {
 	progress map[int64]progress                  // rows sent back to the outbox part-written (remember)
 	provided map[mapping.Dependency]store.Record // held rows whose primary resource the EHR has (provide)
 	ready    []unit
+	again    []unit // units with a row tried before: taken before ready (enqueue)
 	delayed  delayHeap
 	batches  map[string]*txBatch
 	stopping bool // no more dispatch to workers: finish what is held
@@ -623,12 +624,34 @@ func (p *pipeline) dispatch(it *item) {
 	p.enqueue(unit{items: []*item{it}})
 }
 
-// enqueue puts a unit on the ready queue.
+// enqueue puts a unit on the ready queue. A unit with a row tried before
+// (its Retry-After or backoff waited out in the delayed set) goes ahead
+// of the rows not tried yet: it has had its turn once, and it is often
+// the head of a dependency chain (a patient whose orders,
+// administrations and scores wait for it). Behind a full ready queue,
+// each of its tries under random faults waited a second or more on top
+// of its Retry-After, and such chains made the tail of a sync
+// (BENCHMARKS.md section 6.6).
 func (p *pipeline) enqueue(u unit) {
 	p.mu.Lock()
-	p.ready = append(p.ready, u)
+	if u.triedBefore() {
+		p.again = append(p.again, u)
+	} else {
+		p.ready = append(p.ready, u)
+	}
 	p.mu.Unlock()
 	p.signal(p.readyCh)
+}
+
+// triedBefore reports whether one of the unit's rows was tried before in
+// this pipeline.
+func (u unit) triedBefore() bool {
+	for _, it := range u.items {
+		if it.tries > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // next takes a unit from the ready queue, waiting for one; ok is false
@@ -636,11 +659,15 @@ func (p *pipeline) enqueue(u unit) {
 func (p *pipeline) next() (unit, bool) {
 	for {
 		p.mu.Lock()
-		if len(p.ready) > 0 {
-			u := p.ready[0]
-			p.ready[0] = unit{}
-			p.ready = p.ready[1:]
-			more := len(p.ready) > 0
+		q := &p.ready
+		if len(p.again) > 0 {
+			q = &p.again
+		}
+		if len(*q) > 0 {
+			u := (*q)[0]
+			(*q)[0] = unit{}
+			*q = (*q)[1:]
+			more := len(p.again)+len(p.ready) > 0
 			p.mu.Unlock()
 			if more {
 				p.signal(p.readyCh) // wake another worker
