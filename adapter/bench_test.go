@@ -790,6 +790,8 @@ func BenchmarkDeliveryFaults(b *testing.B) {
 		// not ehr.timeout (30s).
 		{"conditional-update", faultsClinicPatients, fhirtest.LoseHang},
 		{"transaction", faultsClinicPatients, fhirtest.LoseHang},
+		{"conditional-update", 5 * faultsClinicPatients, fhirtest.LoseHang},
+		{"transaction", 5 * faultsClinicPatients, fhirtest.LoseHang},
 	} {
 		strategy := bc.strategy
 		b.Run(fmt.Sprintf("strategy=%s/patients=%d/lose=%s", strategy, bc.patients, bc.lose), func(b *testing.B) {
