@@ -209,15 +209,20 @@ func (t answerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		wait, provisional := t.times.wait(kind)
 		elapsed := t.now().Sub(start)
 		switch {
-		case wait < t.times.max && elapsed >= wait:
+		case wait >= t.times.max:
+			// The client's own Timeout applies, unless answers timed
+			// meanwhile shorten the wait.
+			if provisional && elapsed < wait {
+				timer.Reset(min(wait-elapsed, t.times.min))
+			}
+		case elapsed >= wait:
 			w.lost, w.wait = true, wait
 			cancel(errAnswerLost)
 		case provisional:
-			timer.Reset(min(max(wait-elapsed, 0), t.times.min))
-		case wait < t.times.max:
+			timer.Reset(min(wait-elapsed, t.times.min))
+		default:
 			timer.Reset(wait - elapsed)
 		}
-		// Else the client's own Timeout applies.
 	}
 	first := wait
 	if provisional {
@@ -233,8 +238,8 @@ func (t answerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	w.mu.Unlock()
 	timer.Stop()
 	if lost {
-		// Taken for lost, even if the headers came just as it was: the
-		// body would be cut off by the canceled context.
+		// Taken for lost, even if the headers came just then: the body
+		// would be cut off by the canceled context.
 		if err == nil {
 			resp.Body.Close()
 		}
