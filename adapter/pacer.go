@@ -285,11 +285,11 @@ func (p *Pacer) Done(status int, retryAfter time.Duration) {
 
 // minAnswers is how many answers a window needs before it is judged (a
 // quieter window is extended), and a slow-start period before it ends
-// slow start on a limit. Among 8 answers, 6 or more of a 30% share of
-// random faults come in about 1 of 50 windows: a sync with few requests
-// to send at its start took such clusters for a rate limit, and crawled
-// at a few requests per second when its requests came
-// (TestPacerRandomFaultsAfterQuietStart).
+// slow start on a limit. Among 8 answers, 6 or more random faults come
+// in about 1 of 90 windows at a 30% share of them, 1 of 50 at a third:
+// a sync with few requests to send at its start took such clusters for
+// a rate limit, and crawled at a few requests per second when its
+// requests came (TestPacerRandomFaultsAfterQuietStart).
 const minAnswers = 16
 
 // minSlowAnswers is how many answers a slow-start period needs, and a
